@@ -1,0 +1,1116 @@
+//! A block: many spans, stored column by column, zstd-compressed, with a
+//! checksummed header.
+//!
+//! Rows are sorted by (trace id, start time) before encoding, so a trace's
+//! spans sit next to each other and its id is stored once per run. Strings go
+//! through a per-block dictionary; resources and scopes are stored once per
+//! block and referenced by index; times are delta-encoded. The layout is
+//! specified byte for byte in `format-spec.md`, section "Block".
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::codec::{
+    put_bytes, put_u32, put_varint, unzigzag, zigzag, Cursor, DecodeError, DecodeResult,
+};
+use crate::span::{
+    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId,
+};
+
+/// `"SBLK"` read as a little-endian u32: marks the start of every block.
+pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"SBLK");
+
+// Block header fields, each offset the previous one plus its size.
+const MAGIC_OFF: usize = 0;
+const HEADER_CRC_OFF: usize = MAGIC_OFF + 4;
+const BODY_LEN_OFF: usize = HEADER_CRC_OFF + 4;
+const RAW_LEN_OFF: usize = BODY_LEN_OFF + 4;
+const CODEC_OFF: usize = RAW_LEN_OFF + 4;
+const RESERVED_OFF: usize = CODEC_OFF + 1;
+const SPAN_COUNT_OFF: usize = RESERVED_OFF + 3;
+const MIN_START_OFF: usize = SPAN_COUNT_OFF + 4;
+const MAX_START_OFF: usize = MIN_START_OFF + 8;
+const BODY_CRC_OFF: usize = MAX_START_OFF + 8;
+const RESERVED2_OFF: usize = BODY_CRC_OFF + 4;
+/// Size of the fixed block header.
+pub const BLOCK_HEADER_LEN: usize = RESERVED2_OFF + 4;
+
+/// Largest uncompressed body a reader accepts; bounds the allocation a
+/// corrupt header could ask for.
+pub const MAX_RAW_LEN: u32 = 64 << 20;
+
+/// Number of columns in a version-1 block body.
+pub const COLUMN_COUNT: usize = 13;
+const COL_TRACE: usize = 0;
+const COL_SPAN_ID: usize = 1;
+const COL_PARENT: usize = 2;
+const COL_STRINGS: usize = 3;
+const COL_NAME: usize = 4;
+const COL_META: usize = 5;
+const COL_START: usize = 6;
+const COL_DURATION: usize = 7;
+const COL_RESOURCES: usize = 8;
+const COL_SCOPES: usize = 9;
+const COL_ATTRS: usize = 10;
+const COL_EVENTS: usize = 11;
+const COL_LINKS: usize = 12;
+
+/// Deepest nesting of array / key-value-list values a reader follows.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// How a block body is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    None = 0,
+    Zstd = 1,
+}
+
+/// The decoded fixed header of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub body_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+    pub span_count: u32,
+    pub min_start: u64,
+    pub max_start: u64,
+    pub body_crc: u32,
+}
+
+impl BlockHeader {
+    /// Serializes the header, computing its own checksum.
+    pub fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
+        let mut h = [0u8; BLOCK_HEADER_LEN];
+        LE::write_u32(&mut h[MAGIC_OFF..], BLOCK_MAGIC);
+        LE::write_u32(&mut h[BODY_LEN_OFF..], self.body_len);
+        LE::write_u32(&mut h[RAW_LEN_OFF..], self.raw_len);
+        h[CODEC_OFF] = self.codec as u8;
+        LE::write_u32(&mut h[SPAN_COUNT_OFF..], self.span_count);
+        LE::write_u64(&mut h[MIN_START_OFF..], self.min_start);
+        LE::write_u64(&mut h[MAX_START_OFF..], self.max_start);
+        LE::write_u32(&mut h[BODY_CRC_OFF..], self.body_crc);
+        let crc = crc32fast::hash(&h[BODY_LEN_OFF..]);
+        LE::write_u32(&mut h[HEADER_CRC_OFF..], crc);
+        h
+    }
+
+    /// Parses and checks a header. Offsets in errors are relative to the
+    /// start of the header.
+    pub fn decode(h: &[u8]) -> DecodeResult<BlockHeader> {
+        let fail = |offset, detail: String| Err(DecodeError { offset, detail });
+        if h.len() < BLOCK_HEADER_LEN {
+            return fail(
+                0,
+                format!(
+                    "block header needs {BLOCK_HEADER_LEN} bytes, {} remain",
+                    h.len()
+                ),
+            );
+        }
+        let magic = LE::read_u32(&h[MAGIC_OFF..]);
+        if magic != BLOCK_MAGIC {
+            return fail(
+                MAGIC_OFF,
+                format!("expected block magic {BLOCK_MAGIC:#010x}, found {magic:#010x}"),
+            );
+        }
+        let stored = LE::read_u32(&h[HEADER_CRC_OFF..]);
+        let actual = crc32fast::hash(&h[BODY_LEN_OFF..BLOCK_HEADER_LEN]);
+        if stored != actual {
+            return fail(
+                HEADER_CRC_OFF,
+                format!("block header checksum {stored:#010x}, computed {actual:#010x}"),
+            );
+        }
+        let codec = match h[CODEC_OFF] {
+            0 => Codec::None,
+            1 => Codec::Zstd,
+            c => return fail(CODEC_OFF, format!("unknown codec {c}")),
+        };
+        let header = BlockHeader {
+            body_len: LE::read_u32(&h[BODY_LEN_OFF..]),
+            raw_len: LE::read_u32(&h[RAW_LEN_OFF..]),
+            codec,
+            span_count: LE::read_u32(&h[SPAN_COUNT_OFF..]),
+            min_start: LE::read_u64(&h[MIN_START_OFF..]),
+            max_start: LE::read_u64(&h[MAX_START_OFF..]),
+            body_crc: LE::read_u32(&h[BODY_CRC_OFF..]),
+        };
+        if header.raw_len > MAX_RAW_LEN {
+            return fail(
+                RAW_LEN_OFF,
+                format!(
+                    "uncompressed length {} exceeds {MAX_RAW_LEN}",
+                    header.raw_len
+                ),
+            );
+        }
+        if header.min_start > header.max_start {
+            return fail(MIN_START_OFF, "min start time after max start time".into());
+        }
+        Ok(header)
+    }
+
+    /// Header plus body length on disk.
+    pub fn stored_len(&self) -> u64 {
+        BLOCK_HEADER_LEN as u64 + u64::from(self.body_len)
+    }
+}
+
+/// What the indexes need to know about an encoded block.
+#[derive(Debug, Default, Clone)]
+pub struct BlockSummary {
+    /// Distinct trace ids in the block, sorted.
+    pub trace_ids: Vec<TraceId>,
+    /// Distinct (service, operation, kind) triples and their span counts.
+    pub operations: Vec<(String, String, SpanKind, u64)>,
+    pub max_end: u64,
+}
+
+/// An encoded block ready to be written: header then body.
+pub struct EncodedBlock {
+    pub header: BlockHeader,
+    pub body: Vec<u8>,
+    pub summary: BlockSummary,
+}
+
+/// Encodes spans into a block. `spans` must not be empty.
+pub fn encode_block(
+    spans: &[Span],
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+) -> std::io::Result<EncodedBlock> {
+    let mut rows: Vec<&Span> = spans.iter().collect();
+    rows.sort_by(|a, b| {
+        (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
+    });
+    let mut enc = Encoder::default();
+    let raw = enc.encode(&rows);
+    let (codec, body) = match compressor {
+        Some(c) => (Codec::Zstd, c.compress(&raw)?),
+        None => (Codec::None, raw.clone()),
+    };
+    let header = BlockHeader {
+        body_len: u32::try_from(body.len())
+            .map_err(|_| std::io::Error::other("block too large"))?,
+        raw_len: u32::try_from(raw.len()).map_err(|_| std::io::Error::other("block too large"))?,
+        codec,
+        span_count: rows.len() as u32,
+        min_start: rows
+            .iter()
+            .map(|s| s.start_time_unix_nano)
+            .min()
+            .unwrap_or(0),
+        max_start: rows
+            .iter()
+            .map(|s| s.start_time_unix_nano)
+            .max()
+            .unwrap_or(0),
+        body_crc: crc32fast::hash(&body),
+    };
+    Ok(EncodedBlock {
+        header,
+        body,
+        summary: summarize(&rows),
+    })
+}
+
+fn summarize(rows: &[&Span]) -> BlockSummary {
+    let mut trace_ids: Vec<TraceId> = rows.iter().map(|s| s.trace_id).collect();
+    trace_ids.dedup();
+    let mut ops: HashMap<(&str, &str, SpanKind), u64> = HashMap::new();
+    for s in rows {
+        *ops.entry((s.service_name().unwrap_or(""), &s.name, s.kind))
+            .or_default() += 1;
+    }
+    let mut operations: Vec<_> = ops
+        .into_iter()
+        .map(|((svc, op, kind), n)| (svc.to_string(), op.to_string(), kind, n))
+        .collect();
+    operations.sort();
+    BlockSummary {
+        trace_ids,
+        operations,
+        max_end: rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0),
+    }
+}
+
+/// Column writers for one block.
+#[derive(Default)]
+struct Encoder<'a> {
+    cols: [Vec<u8>; COLUMN_COUNT],
+    strings: HashMap<&'a str, u32>,
+    string_count: u32,
+    resources: Vec<&'a Resource>,
+    scopes: Vec<&'a Scope>,
+}
+
+impl<'a> Encoder<'a> {
+    fn encode(&mut self, rows: &[&'a Span]) -> Vec<u8> {
+        self.encode_trace_runs(rows);
+        let mut first_row: HashMap<SpanId, u64> = HashMap::with_capacity(rows.len());
+        let mut prev_start = 0u64;
+        for (i, s) in rows.iter().enumerate() {
+            first_row.entry(s.span_id).or_insert(i as u64);
+            self.cols[COL_SPAN_ID].extend_from_slice(&s.span_id.0);
+            self.encode_parent(s, &first_row);
+            let name = self.string(&s.name);
+            put_varint(&mut self.cols[COL_NAME], name);
+            self.encode_meta(s);
+            let delta = s.start_time_unix_nano.wrapping_sub(prev_start) as i64;
+            put_varint(&mut self.cols[COL_START], zigzag(delta));
+            prev_start = s.start_time_unix_nano;
+            put_varint(
+                &mut self.cols[COL_DURATION],
+                s.end_time_unix_nano.wrapping_sub(s.start_time_unix_nano),
+            );
+            let mut attrs = std::mem::take(&mut self.cols[COL_ATTRS]);
+            self.attrs(&mut attrs, &s.attributes);
+            self.cols[COL_ATTRS] = attrs;
+            self.encode_events(s);
+            self.encode_links(s);
+        }
+        self.encode_tables();
+        self.assemble()
+    }
+
+    fn encode_trace_runs(&mut self, rows: &[&Span]) {
+        let mut runs: Vec<(TraceId, u64)> = Vec::new();
+        for s in rows {
+            match runs.last_mut() {
+                Some((t, n)) if *t == s.trace_id => *n += 1,
+                _ => runs.push((s.trace_id, 1)),
+            }
+        }
+        let col = &mut self.cols[COL_TRACE];
+        put_varint(col, runs.len() as u64);
+        for (t, n) in runs {
+            col.extend_from_slice(&t.0);
+            put_varint(col, n);
+        }
+    }
+
+    fn encode_parent(&mut self, s: &Span, first_row: &HashMap<SpanId, u64>) {
+        let col = &mut self.cols[COL_PARENT];
+        match s.parent_span_id {
+            None => put_varint(col, 0),
+            Some(p) => match first_row.get(&p) {
+                Some(row) => put_varint(col, 2 + row),
+                None => {
+                    put_varint(col, 1);
+                    col.extend_from_slice(&p.0);
+                }
+            },
+        }
+    }
+
+    fn encode_meta(&mut self, s: &'a Span) {
+        let trace_state = self.string(&s.trace_state);
+        let message = self.string(&s.status.message);
+        let resource = self.resource_index(&s.resource);
+        let scope = self.scope_index(&s.scope);
+        let col = &mut self.cols[COL_META];
+        col.push(s.kind as u8);
+        put_varint(col, u64::from(s.flags));
+        put_varint(col, trace_state);
+        col.push(s.status.code as u8);
+        put_varint(col, message);
+        put_varint(col, u64::from(s.dropped_attributes_count));
+        put_varint(col, u64::from(s.dropped_events_count));
+        put_varint(col, u64::from(s.dropped_links_count));
+        put_varint(col, resource);
+        put_varint(col, scope);
+    }
+
+    fn encode_events(&mut self, s: &'a Span) {
+        let mut col = std::mem::take(&mut self.cols[COL_EVENTS]);
+        put_varint(&mut col, s.events.len() as u64);
+        for e in &s.events {
+            let delta = e.time_unix_nano.wrapping_sub(s.start_time_unix_nano) as i64;
+            put_varint(&mut col, zigzag(delta));
+            let name = self.string(&e.name);
+            put_varint(&mut col, name);
+            self.attrs(&mut col, &e.attributes);
+            put_varint(&mut col, u64::from(e.dropped_attributes_count));
+        }
+        self.cols[COL_EVENTS] = col;
+    }
+
+    fn encode_links(&mut self, s: &'a Span) {
+        let mut col = std::mem::take(&mut self.cols[COL_LINKS]);
+        put_varint(&mut col, s.links.len() as u64);
+        for l in &s.links {
+            col.extend_from_slice(&l.trace_id.0);
+            col.extend_from_slice(&l.span_id.0);
+            let ts = self.string(&l.trace_state);
+            put_varint(&mut col, ts);
+            put_varint(&mut col, u64::from(l.flags));
+            self.attrs(&mut col, &l.attributes);
+            put_varint(&mut col, u64::from(l.dropped_attributes_count));
+        }
+        self.cols[COL_LINKS] = col;
+    }
+
+    fn encode_tables(&mut self) {
+        let mut col = Vec::new();
+        put_varint(&mut col, self.resources.len() as u64);
+        for r in std::mem::take(&mut self.resources) {
+            self.attrs(&mut col, &r.attributes);
+            put_varint(&mut col, u64::from(r.dropped_attributes_count));
+            let url = self.string(&r.schema_url);
+            put_varint(&mut col, url);
+        }
+        self.cols[COL_RESOURCES] = col;
+        let mut col = Vec::new();
+        put_varint(&mut col, self.scopes.len() as u64);
+        for s in std::mem::take(&mut self.scopes) {
+            for field in [&s.name, &s.version] {
+                let i = self.string(field);
+                put_varint(&mut col, i);
+            }
+            self.attrs(&mut col, &s.attributes);
+            put_varint(&mut col, u64::from(s.dropped_attributes_count));
+            let url = self.string(&s.schema_url);
+            put_varint(&mut col, url);
+        }
+        self.cols[COL_SCOPES] = col;
+        // The dictionary goes last so it holds every string seen above.
+        let mut dict: Vec<(&str, u32)> = self.strings.iter().map(|(s, i)| (*s, *i)).collect();
+        dict.sort_by_key(|(_, i)| *i);
+        let col = &mut self.cols[COL_STRINGS];
+        put_varint(col, dict.len() as u64);
+        for (s, _) in dict {
+            put_bytes(col, s.as_bytes());
+        }
+    }
+
+    fn assemble(&mut self) -> Vec<u8> {
+        let total: usize = self.cols.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(4 + 4 * COLUMN_COUNT + total);
+        put_u32(&mut out, COLUMN_COUNT as u32);
+        for c in &self.cols {
+            put_u32(&mut out, c.len() as u32);
+        }
+        for c in &self.cols {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    fn string(&mut self, s: &'a str) -> u64 {
+        let next = self.string_count;
+        let i = *self.strings.entry(s).or_insert(next);
+        if i == next {
+            self.string_count += 1;
+        }
+        u64::from(i)
+    }
+
+    fn resource_index(&mut self, r: &'a Resource) -> u64 {
+        // Blocks hold a handful of distinct resources: a linear search from
+        // the most recent one beats hashing every attribute of every span.
+        if let Some(i) = self.resources.iter().rposition(|x| *x == r) {
+            return i as u64;
+        }
+        self.resources.push(r);
+        (self.resources.len() - 1) as u64
+    }
+
+    fn scope_index(&mut self, s: &'a Scope) -> u64 {
+        if let Some(i) = self.scopes.iter().rposition(|x| *x == s) {
+            return i as u64;
+        }
+        self.scopes.push(s);
+        (self.scopes.len() - 1) as u64
+    }
+
+    fn attrs(&mut self, out: &mut Vec<u8>, list: &'a [KeyValue]) {
+        put_varint(out, list.len() as u64);
+        for kv in list {
+            let k = self.string(&kv.key);
+            put_varint(out, k);
+            self.value(out, &kv.value);
+        }
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, v: &'a AnyValue) {
+        match v {
+            AnyValue::Empty => out.push(TAG_EMPTY),
+            AnyValue::String(s) => {
+                out.push(TAG_STRING);
+                let i = self.string(s);
+                put_varint(out, i);
+            }
+            AnyValue::Bool(false) => out.push(TAG_FALSE),
+            AnyValue::Bool(true) => out.push(TAG_TRUE),
+            AnyValue::Int(i) => {
+                out.push(TAG_INT);
+                put_varint(out, zigzag(*i));
+            }
+            AnyValue::Double(d) => {
+                out.push(TAG_DOUBLE);
+                out.extend_from_slice(&d.to_bits().to_le_bytes());
+            }
+            AnyValue::Bytes(b) => {
+                out.push(TAG_BYTES);
+                put_bytes(out, b);
+            }
+            AnyValue::Array(items) => {
+                out.push(TAG_ARRAY);
+                put_varint(out, items.len() as u64);
+                for item in items {
+                    self.value(out, item);
+                }
+            }
+            AnyValue::KvList(list) => {
+                out.push(TAG_KVLIST);
+                self.attrs(out, list);
+            }
+        }
+    }
+}
+
+const TAG_EMPTY: u8 = 0;
+const TAG_STRING: u8 = 1;
+const TAG_FALSE: u8 = 2;
+const TAG_TRUE: u8 = 3;
+const TAG_INT: u8 = 4;
+const TAG_DOUBLE: u8 = 5;
+const TAG_BYTES: u8 = 6;
+const TAG_ARRAY: u8 = 7;
+const TAG_KVLIST: u8 = 8;
+
+/// Checks the body checksum, decompresses and checks the decompressed size.
+/// Offsets in errors are relative to the start of the body.
+pub fn decompress_body(header: &BlockHeader, body: &[u8]) -> DecodeResult<Vec<u8>> {
+    let fail = |detail: String| Err(DecodeError { offset: 0, detail });
+    if body.len() != header.body_len as usize {
+        return fail(format!(
+            "block body is {} bytes, header says {}",
+            body.len(),
+            header.body_len
+        ));
+    }
+    let crc = crc32fast::hash(body);
+    if crc != header.body_crc {
+        return fail(format!(
+            "block body checksum {:#010x}, computed {crc:#010x}",
+            header.body_crc
+        ));
+    }
+    let raw = match header.codec {
+        Codec::None => body.to_vec(),
+        Codec::Zstd => {
+            let mut out = Vec::with_capacity(header.raw_len as usize);
+            let n = DECOMPRESSOR
+                .with(|d| d.borrow_mut().decompress_to_buffer(body, &mut out))
+                .map_err(|e| DecodeError {
+                    offset: 0,
+                    detail: format!("zstd: {e}"),
+                })?;
+            out.truncate(n);
+            out
+        }
+    };
+    if raw.len() != header.raw_len as usize {
+        return fail(format!(
+            "decompressed {} bytes, header says {}",
+            raw.len(),
+            header.raw_len
+        ));
+    }
+    Ok(raw)
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().expect("zstd context allocation"));
+}
+
+/// A decoded view over an uncompressed block body. Column bytes are borrowed;
+/// rows are materialized on demand.
+pub struct BlockView<'a> {
+    cols: [&'a [u8]; COLUMN_COUNT],
+    col_offsets: [usize; COLUMN_COUNT],
+    strings: Vec<&'a str>,
+    runs: Vec<(TraceId, u32)>,
+    resources: Vec<Resource>,
+    scopes: Vec<Scope>,
+    span_count: usize,
+}
+
+impl<'a> BlockView<'a> {
+    /// Parses the column directory, dictionary, trace runs and tables.
+    pub fn parse(raw: &'a [u8], span_count: u32) -> DecodeResult<Self> {
+        let mut c = Cursor::new(raw);
+        let n = c.u32()? as usize;
+        if n != COLUMN_COUNT {
+            return c.err(format!("expected {COLUMN_COUNT} columns, found {n}"));
+        }
+        let mut lens = [0usize; COLUMN_COUNT];
+        for l in &mut lens {
+            *l = c.u32()? as usize;
+        }
+        let mut cols: [&[u8]; COLUMN_COUNT] = [&[]; COLUMN_COUNT];
+        let mut col_offsets = [0usize; COLUMN_COUNT];
+        for i in 0..COLUMN_COUNT {
+            col_offsets[i] = c.position();
+            cols[i] = c.take(lens[i])?;
+        }
+        if !c.is_empty() {
+            return c.err("bytes after the last column");
+        }
+        let mut view = BlockView {
+            cols,
+            col_offsets,
+            strings: Vec::new(),
+            runs: Vec::new(),
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            span_count: span_count as usize,
+        };
+        view.parse_strings()?;
+        view.parse_runs()?;
+        view.parse_tables()?;
+        Ok(view)
+    }
+
+    fn cursor(&self, col: usize) -> ColCursor<'a> {
+        ColCursor {
+            c: Cursor::new(self.cols[col]),
+            base: self.col_offsets[col],
+        }
+    }
+
+    fn parse_strings(&mut self) -> DecodeResult<()> {
+        let mut c = self.cursor(COL_STRINGS);
+        let n = c.count(1)?;
+        let mut strings = Vec::with_capacity(n);
+        for _ in 0..n {
+            strings.push(c.str()?);
+        }
+        self.strings = strings;
+        c.finish()
+    }
+
+    fn parse_runs(&mut self) -> DecodeResult<()> {
+        let mut c = self.cursor(COL_TRACE);
+        let n = c.count(17)?;
+        let mut total = 0u64;
+        let mut runs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = TraceId(c.array::<16>()?);
+            let len = c.varint_u32()?;
+            if len == 0 || runs.last().is_some_and(|(p, _)| *p >= t) {
+                return c.err("trace runs must be non-empty and sorted by trace id");
+            }
+            total += u64::from(len);
+            runs.push((t, len));
+        }
+        if total != self.span_count as u64 {
+            return c.err(format!(
+                "trace runs cover {total} rows, header says {}",
+                self.span_count
+            ));
+        }
+        self.runs = runs;
+        if self.cols[COL_SPAN_ID].len() != 8 * self.span_count {
+            let s = self.cursor(COL_SPAN_ID);
+            return s.err("span id column length does not match the span count");
+        }
+        c.finish()
+    }
+
+    fn parse_tables(&mut self) -> DecodeResult<()> {
+        let mut c = self.cursor(COL_RESOURCES);
+        let n = c.count(3)?;
+        for _ in 0..n {
+            let attributes = c.attrs(&self.strings, 0)?;
+            let dropped_attributes_count = c.varint_u32()?;
+            let schema_url = c.string(&self.strings)?;
+            self.resources.push(Resource {
+                attributes,
+                dropped_attributes_count,
+                schema_url,
+            });
+        }
+        c.finish()?;
+        let mut c = self.cursor(COL_SCOPES);
+        let n = c.count(5)?;
+        for _ in 0..n {
+            let name = c.string(&self.strings)?;
+            let version = c.string(&self.strings)?;
+            let attributes = c.attrs(&self.strings, 0)?;
+            let dropped_attributes_count = c.varint_u32()?;
+            let schema_url = c.string(&self.strings)?;
+            self.scopes.push(Scope {
+                name,
+                version,
+                attributes,
+                dropped_attributes_count,
+                schema_url,
+            });
+        }
+        c.finish()
+    }
+
+    /// Number of spans in the block.
+    pub fn len(&self) -> usize {
+        self.span_count
+    }
+
+    /// True when the block holds no span.
+    pub fn is_empty(&self) -> bool {
+        self.span_count == 0
+    }
+
+    /// Rows holding the given trace (contiguous, since rows are sorted).
+    pub fn rows_of(&self, trace: &TraceId) -> Range<usize> {
+        let mut start = 0usize;
+        for (t, n) in &self.runs {
+            if t == trace {
+                return start..start + *n as usize;
+            }
+            start += *n as usize;
+        }
+        0..0
+    }
+
+    /// Decodes the rows in `range`, in row order.
+    pub fn rows(&self, range: Range<usize>) -> DecodeResult<Vec<Span>> {
+        let mut rows = Rows::new(self);
+        let mut out = Vec::with_capacity(range.len());
+        for i in 0..range.end.min(self.span_count) {
+            if i < range.start {
+                rows.skip()?;
+            } else {
+                out.push(rows.next_span()?);
+            }
+        }
+        rows.finish_if(range.end >= self.span_count)?;
+        Ok(out)
+    }
+
+    /// Decodes every row.
+    pub fn all(&self) -> DecodeResult<Vec<Span>> {
+        self.rows(0..self.span_count)
+    }
+
+    /// The distinct trace ids of the block with their row counts.
+    pub fn trace_runs(&self) -> &[(TraceId, u32)] {
+        &self.runs
+    }
+}
+
+/// A cursor over one column that reports offsets relative to the body.
+struct ColCursor<'a> {
+    c: Cursor<'a>,
+    base: usize,
+}
+
+impl<'a> std::ops::Deref for ColCursor<'a> {
+    type Target = Cursor<'a>;
+    fn deref(&self) -> &Cursor<'a> {
+        &self.c
+    }
+}
+impl std::ops::DerefMut for ColCursor<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.c
+    }
+}
+
+impl<'a> ColCursor<'a> {
+    fn rebase<T>(&self, r: DecodeResult<T>) -> DecodeResult<T> {
+        r.map_err(|mut e| {
+            e.offset += self.base;
+            e
+        })
+    }
+
+    fn finish(&self) -> DecodeResult<()> {
+        if self.c.is_empty() {
+            Ok(())
+        } else {
+            self.rebase(self.c.err("unexpected bytes at the end of a column"))
+        }
+    }
+
+    fn string(&mut self, dict: &[&str]) -> DecodeResult<String> {
+        let r = self.c.varint().and_then(|i| match dict.get(i as usize) {
+            Some(s) => Ok((*s).to_string()),
+            None => self.c.err(format!(
+                "string index {i} outside a dictionary of {}",
+                dict.len()
+            )),
+        });
+        self.rebase(r)
+    }
+
+    fn attrs(&mut self, dict: &[&str], depth: usize) -> DecodeResult<Vec<KeyValue>> {
+        let r = read_attrs(&mut self.c, dict, depth);
+        self.rebase(r)
+    }
+}
+
+fn read_attrs(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<Vec<KeyValue>> {
+    let n = c.count(2)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = dict_str(c, dict)?;
+        let value = read_value(c, dict, depth)?;
+        out.push(KeyValue { key, value });
+    }
+    Ok(out)
+}
+
+fn dict_str(c: &mut Cursor<'_>, dict: &[&str]) -> DecodeResult<String> {
+    let i = c.varint()?;
+    match dict.get(i as usize) {
+        Some(s) => Ok((*s).to_string()),
+        None => c.err(format!(
+            "string index {i} outside a dictionary of {}",
+            dict.len()
+        )),
+    }
+}
+
+fn read_value(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<AnyValue> {
+    if depth > MAX_VALUE_DEPTH {
+        return c.err(format!("values nested deeper than {MAX_VALUE_DEPTH}"));
+    }
+    Ok(match c.u8()? {
+        TAG_EMPTY => AnyValue::Empty,
+        TAG_STRING => AnyValue::String(dict_str(c, dict)?),
+        TAG_FALSE => AnyValue::Bool(false),
+        TAG_TRUE => AnyValue::Bool(true),
+        TAG_INT => AnyValue::Int(unzigzag(c.varint()?)),
+        TAG_DOUBLE => AnyValue::Double(f64::from_bits(c.u64()?)),
+        TAG_BYTES => AnyValue::Bytes(c.bytes()?.to_vec()),
+        TAG_ARRAY => {
+            let n = c.count(1)?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(read_value(c, dict, depth + 1)?);
+            }
+            AnyValue::Array(items)
+        }
+        TAG_KVLIST => AnyValue::KvList(read_attrs(c, dict, depth + 1)?),
+        t => return c.err(format!("unknown value tag {t}")),
+    })
+}
+
+/// Sequential row decoder: one cursor per per-row column.
+struct Rows<'v, 'a> {
+    view: &'v BlockView<'a>,
+    row: usize,
+    run: usize,
+    run_left: u32,
+    span_ids: ColCursor<'a>,
+    parent: ColCursor<'a>,
+    name: ColCursor<'a>,
+    meta: ColCursor<'a>,
+    start: ColCursor<'a>,
+    duration: ColCursor<'a>,
+    attrs: ColCursor<'a>,
+    events: ColCursor<'a>,
+    links: ColCursor<'a>,
+    prev_start: u64,
+}
+
+impl<'v, 'a> Rows<'v, 'a> {
+    fn new(view: &'v BlockView<'a>) -> Self {
+        Rows {
+            view,
+            row: 0,
+            run: 0,
+            run_left: view.runs.first().map_or(0, |r| r.1),
+            span_ids: view.cursor(COL_SPAN_ID),
+            parent: view.cursor(COL_PARENT),
+            name: view.cursor(COL_NAME),
+            meta: view.cursor(COL_META),
+            start: view.cursor(COL_START),
+            duration: view.cursor(COL_DURATION),
+            attrs: view.cursor(COL_ATTRS),
+            events: view.cursor(COL_EVENTS),
+            links: view.cursor(COL_LINKS),
+            prev_start: 0,
+        }
+    }
+
+    fn advance_run(&mut self) -> TraceId {
+        let trace = self.view.runs[self.run].0;
+        self.run_left -= 1;
+        if self.run_left == 0 && self.run + 1 < self.view.runs.len() {
+            self.run += 1;
+            self.run_left = self.view.runs[self.run].1;
+        }
+        self.row += 1;
+        trace
+    }
+
+    /// Moves past one row (variable-length columns have to be walked).
+    fn skip(&mut self) -> DecodeResult<()> {
+        // Decoding into a throwaway span keeps one code path for both; the
+        // cost is only paid for rows before the wanted range.
+        self.next_span().map(drop)
+    }
+
+    fn next_span(&mut self) -> DecodeResult<Span> {
+        let dict = &self.view.strings;
+        let trace_id = self.advance_run();
+        let span_id = SpanId(self.span_ids.array::<8>()?);
+        let parent_span_id = self.read_parent()?;
+        let name = self.name.string(dict)?;
+        let start = unzigzag(self.start.varint()?) as u64;
+        let start_time_unix_nano = self.prev_start.wrapping_add(start);
+        self.prev_start = start_time_unix_nano;
+        let end_time_unix_nano = start_time_unix_nano.wrapping_add(self.duration.varint()?);
+        let mut span = Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            name,
+            start_time_unix_nano,
+            end_time_unix_nano,
+            ..Span::default()
+        };
+        self.read_meta(&mut span)?;
+        span.attributes = self.attrs.attrs(dict, 0)?;
+        span.events = self.read_events(start_time_unix_nano)?;
+        span.links = self.read_links()?;
+        Ok(span)
+    }
+
+    fn read_parent(&mut self) -> DecodeResult<Option<SpanId>> {
+        let r = match self.parent.varint()? {
+            0 => Ok(None),
+            1 => self.parent.array::<8>().map(|b| Some(SpanId(b))),
+            r => {
+                let row = (r - 2) as usize;
+                let ids = self.view.cols[COL_SPAN_ID];
+                match ids.get(row * 8..row * 8 + 8) {
+                    Some(b) if row < self.view.span_count => {
+                        let mut a = [0u8; 8];
+                        a.copy_from_slice(b);
+                        Ok(Some(SpanId(a)))
+                    }
+                    _ => self.parent.err(format!(
+                        "parent refers to row {row} of {}",
+                        self.view.span_count
+                    )),
+                }
+            }
+        };
+        self.parent.rebase(r)
+    }
+
+    fn read_meta(&mut self, span: &mut Span) -> DecodeResult<()> {
+        let dict = &self.view.strings;
+        let m = &mut self.meta;
+        let kind = m.u8()?;
+        span.kind = match SpanKind::from_u8(kind) {
+            Some(k) => k,
+            None => return m.rebase(m.err(format!("unknown span kind {kind}"))),
+        };
+        span.flags = m.varint_u32()?;
+        span.trace_state = m.string(dict)?;
+        let code = m.u8()?;
+        let code = match StatusCode::from_u8(code) {
+            Some(c) => c,
+            None => return m.rebase(m.err(format!("unknown status code {code}"))),
+        };
+        span.status = Status {
+            code,
+            message: m.string(dict)?,
+        };
+        span.dropped_attributes_count = m.varint_u32()?;
+        span.dropped_events_count = m.varint_u32()?;
+        span.dropped_links_count = m.varint_u32()?;
+        let r = m.varint()? as usize;
+        let s = m.varint()? as usize;
+        match (self.view.resources.get(r), self.view.scopes.get(s)) {
+            (Some(res), Some(scope)) => {
+                span.resource = res.clone();
+                span.scope = scope.clone();
+                Ok(())
+            }
+            _ => m.rebase(m.err(format!(
+                "resource {r} or scope {s} not in the block's tables"
+            ))),
+        }
+    }
+
+    fn read_events(&mut self, start: u64) -> DecodeResult<Vec<Event>> {
+        let dict = &self.view.strings;
+        let c = &mut self.events;
+        let n = c.count(4)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let delta = unzigzag(c.varint()?);
+            out.push(Event {
+                time_unix_nano: start.wrapping_add(delta as u64),
+                name: c.string(dict)?,
+                attributes: c.attrs(dict, 0)?,
+                dropped_attributes_count: c.varint_u32()?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn read_links(&mut self) -> DecodeResult<Vec<Link>> {
+        let dict = &self.view.strings;
+        let c = &mut self.links;
+        let n = c.count(28)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(Link {
+                trace_id: TraceId(c.array::<16>()?),
+                span_id: SpanId(c.array::<8>()?),
+                trace_state: c.string(dict)?,
+                flags: c.varint_u32()?,
+                attributes: c.attrs(dict, 0)?,
+                dropped_attributes_count: c.varint_u32()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// After the last row every column must be consumed exactly.
+    fn finish_if(&self, at_end: bool) -> DecodeResult<()> {
+        if !at_end {
+            return Ok(());
+        }
+        for c in [
+            &self.span_ids,
+            &self.parent,
+            &self.name,
+            &self.meta,
+            &self.start,
+            &self.duration,
+            &self.attrs,
+            &self.events,
+            &self.links,
+        ] {
+            c.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a whole block from its stored bytes (header then body).
+pub fn decode_block(stored: &[u8]) -> DecodeResult<(BlockHeader, Vec<Span>)> {
+    let header = BlockHeader::decode(stored)?;
+    let body = stored.get(BLOCK_HEADER_LEN..).unwrap_or(&[]);
+    let raw = decompress_body(&header, body).map_err(|mut e| {
+        e.offset += BLOCK_HEADER_LEN;
+        e
+    })?;
+    let view = BlockView::parse(&raw, header.span_count).map_err(|e| DecodeError {
+        offset: BLOCK_HEADER_LEN,
+        detail: format!("in uncompressed body at {}: {}", e.offset, e.detail),
+    })?;
+    let spans = view.all().map_err(|e| DecodeError {
+        offset: BLOCK_HEADER_LEN,
+        detail: format!("in uncompressed body at {}: {}", e.offset, e.detail),
+    })?;
+    Ok((header, spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(trace: u8, id: u8, start: u64) -> Span {
+        let mut s = Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([id; 8]),
+            name: format!("op-{}", id % 3),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1000,
+            ..Span::default()
+        };
+        s.attributes
+            .push(KeyValue::new("n", AnyValue::Int(i64::from(id))));
+        s.resource.attributes.push(KeyValue::new(
+            "service.name",
+            AnyValue::String(format!("svc{}", trace % 2)),
+        ));
+        s
+    }
+
+    fn stored(spans: &[Span], zstd: bool) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        let b = encode_block(spans, if zstd { Some(&mut c) } else { None }).unwrap();
+        let mut out = b.header.encode().to_vec();
+        out.extend_from_slice(&b.body);
+        out
+    }
+
+    fn sorted(mut v: Vec<Span>) -> Vec<Span> {
+        v.sort_by(|a, b| {
+            (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
+        });
+        v
+    }
+
+    #[test]
+    fn round_trip_sorts_by_trace_and_keeps_parents() {
+        let mut spans = vec![
+            span(2, 1, 50),
+            span(1, 2, 40),
+            span(2, 3, 10),
+            span(1, 4, 5),
+        ];
+        spans[0].parent_span_id = Some(SpanId([3; 8]));
+        spans[1].parent_span_id = Some(SpanId([9; 8]));
+        for z in [false, true] {
+            let (h, back) = decode_block(&stored(&spans, z)).unwrap();
+            assert_eq!(h.span_count, 4);
+            assert_eq!((h.min_start, h.max_start), (5, 50));
+            assert_eq!(back, sorted(spans.clone()));
+        }
+    }
+
+    #[test]
+    fn rows_of_finds_one_trace() {
+        let spans: Vec<Span> = (0..20).map(|i| span(i % 4, i, u64::from(i) * 7)).collect();
+        let bytes = stored(&spans, true);
+        let h = BlockHeader::decode(&bytes).unwrap();
+        let raw = decompress_body(&h, &bytes[BLOCK_HEADER_LEN..]).unwrap();
+        let view = BlockView::parse(&raw, h.span_count).unwrap();
+        let r = view.rows_of(&TraceId([2; 16]));
+        let got = view.rows(r).unwrap();
+        let want: Vec<Span> = sorted(spans.into_iter().filter(|s| s.trace_id.0[0] == 2).collect());
+        assert_eq!(got, want);
+        assert!(view.rows_of(&TraceId([9; 16])).is_empty());
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let spans: Vec<Span> = (0..5).map(|i| span(1, i, u64::from(i))).collect();
+        let good = stored(&spans, true);
+        for i in 0..good.len() {
+            for bit in [0u8, 3, 7] {
+                let mut bad = good.clone();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    decode_block(&bad).is_err(),
+                    "flip at byte {i} bit {bit} undetected"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_is_an_error_not_a_panic() {
+        let spans: Vec<Span> = (0..5).map(|i| span(1, i, u64::from(i))).collect();
+        let good = stored(&spans, true);
+        for n in 0..good.len() {
+            assert!(decode_block(&good[..n]).is_err());
+        }
+    }
+}

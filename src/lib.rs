@@ -1,0 +1,16 @@
+//! spanlog: an embedded, append-only storage engine for OpenTelemetry spans.
+//!
+//! See `README.md` for an overview and `format-spec.md` for the on-disk format.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod block;
+pub mod codec;
+pub mod error;
+pub mod span;
+
+pub use error::{Error, Result};
+pub use span::{
+    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId,
+};

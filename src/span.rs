@@ -1,0 +1,398 @@
+//! The data model: OpenTelemetry spans, field for field.
+//!
+//! Every field of an OTLP span is kept, so a span read back from the store is
+//! equal to the one written. Doubles compare by bit pattern, so a NaN payload
+//! survives a round trip and compares equal to itself.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// A 16-byte trace identifier. All zeroes is invalid.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub [u8; 16]);
+
+/// An 8-byte span identifier. All zeroes is invalid.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub [u8; 8]);
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
+    let bad = || Error::InvalidInput(format!("{what} must be {} hex digits, got {s:?}", 2 * N));
+    if s.len() != 2 * N || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = s.get(2 * i..2 * i + 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+impl TraceId {
+    /// Parses 32 hex digits, either case.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        parse_hex::<16>(s, "trace id").map(TraceId)
+    }
+    /// True when every byte is zero, which OTLP defines as invalid.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 16]
+    }
+}
+
+impl SpanId {
+    /// Parses 16 hex digits, either case.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        parse_hex::<8>(s, "span id").map(SpanId)
+    }
+    /// True when every byte is zero, which OTLP defines as invalid.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 8]
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+/// The role of a span in a trace (OTLP `SpanKind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum SpanKind {
+    #[default]
+    Unspecified = 0,
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+    Producer = 4,
+    Consumer = 5,
+}
+
+impl SpanKind {
+    /// Maps the OTLP enum number; unknown numbers are `None`.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Unspecified,
+            1 => Self::Internal,
+            2 => Self::Server,
+            3 => Self::Client,
+            4 => Self::Producer,
+            5 => Self::Consumer,
+            _ => return None,
+        })
+    }
+    /// Lower-case name as used by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::Internal => "internal",
+            Self::Server => "server",
+            Self::Client => "client",
+            Self::Producer => "producer",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
+/// Span status code (OTLP `Status.StatusCode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum StatusCode {
+    #[default]
+    Unset = 0,
+    Ok = 1,
+    Error = 2,
+}
+
+impl StatusCode {
+    /// Maps the OTLP enum number; unknown numbers are `None`.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Unset,
+            1 => Self::Ok,
+            2 => Self::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A typed attribute value (OTLP `AnyValue`). `Empty` is an `AnyValue`
+/// with no value set, which OTLP allows.
+#[derive(Clone, Debug, Default)]
+pub enum AnyValue {
+    #[default]
+    Empty,
+    String(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Array(Vec<AnyValue>),
+    KvList(Vec<KeyValue>),
+}
+
+impl PartialEq for AnyValue {
+    fn eq(&self, other: &Self) -> bool {
+        use AnyValue::*;
+        match (self, other) {
+            (Empty, Empty) => true,
+            (String(a), String(b)) => a == b,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            // Bitwise, so that a stored NaN equals itself after a round trip.
+            (Double(a), Double(b)) => a.to_bits() == b.to_bits(),
+            (Bytes(a), Bytes(b)) => a == b,
+            (Array(a), Array(b)) => a == b,
+            (KvList(a), KvList(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl AnyValue {
+    /// The value as a string, the way queries compare values across types.
+    pub fn to_query_string(&self) -> String {
+        match self {
+            AnyValue::Empty => String::new(),
+            AnyValue::String(s) => s.clone(),
+            AnyValue::Bool(b) => b.to_string(),
+            AnyValue::Int(i) => i.to_string(),
+            AnyValue::Double(d) => d.to_string(),
+            AnyValue::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+            AnyValue::Array(_) | AnyValue::KvList(_) => format!("{self:?}"),
+        }
+    }
+
+    /// Depth of nesting: a scalar is 0, an array of scalars is 1.
+    pub fn depth(&self) -> usize {
+        match self {
+            AnyValue::Array(v) => 1 + v.iter().map(AnyValue::depth).max().unwrap_or(0),
+            AnyValue::KvList(v) => 1 + v.iter().map(|kv| kv.value.depth()).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// One attribute: a key and a typed value. Attribute lists keep order and
+/// duplicates exactly as given.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: AnyValue,
+}
+
+impl KeyValue {
+    /// Shorthand for building attributes.
+    pub fn new(key: impl Into<String>, value: AnyValue) -> Self {
+        KeyValue {
+            key: key.into(),
+            value,
+        }
+    }
+}
+
+/// A timestamped annotation on a span (OTLP `Span.Event`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Event {
+    pub time_unix_nano: u64,
+    pub name: String,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+}
+
+/// A pointer to a span of this or another trace (OTLP `Span.Link`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Link {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub trace_state: String,
+    pub flags: u32,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+}
+
+/// Outcome of the operation a span describes.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Status {
+    pub code: StatusCode,
+    pub message: String,
+}
+
+/// The entity that produced the span (OTLP `Resource` plus the schema url of
+/// its `ResourceSpans`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Resource {
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+    pub schema_url: String,
+}
+
+impl Resource {
+    /// The `service.name` attribute when it is a string.
+    pub fn service_name(&self) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find_map(|kv| match (&*kv.key, &kv.value) {
+                ("service.name", AnyValue::String(s)) => Some(s.as_str()),
+                _ => None,
+            })
+    }
+}
+
+/// The library that produced the span (OTLP `InstrumentationScope` plus the
+/// schema url of its `ScopeSpans`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Scope {
+    pub name: String,
+    pub version: String,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+    pub schema_url: String,
+}
+
+/// One span with its resource and scope.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<Event>,
+    pub dropped_events_count: u32,
+    pub links: Vec<Link>,
+    pub dropped_links_count: u32,
+    pub status: Status,
+    pub resource: Resource,
+    pub scope: Scope,
+}
+
+impl Span {
+    /// The service, which is the resource attribute `service.name`.
+    pub fn service_name(&self) -> Option<&str> {
+        self.resource.service_name()
+    }
+
+    /// Duration in nanoseconds (end minus start; zero if end is earlier).
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
+    }
+
+    /// Total attribute count over span, events, links, resource and scope.
+    pub fn attribute_count(&self) -> usize {
+        self.attributes.len()
+            + self
+                .events
+                .iter()
+                .map(|e| e.attributes.len())
+                .sum::<usize>()
+            + self.links.iter().map(|l| l.attributes.len()).sum::<usize>()
+            + self.resource.attributes.len()
+            + self.scope.attributes.len()
+    }
+
+    /// An upper bound of the span's encoded size in bytes; the size limit is
+    /// checked against it before anything is written.
+    pub fn encoded_size_hint(&self) -> usize {
+        fn kvs(list: &[KeyValue]) -> usize {
+            list.iter()
+                .map(|kv| 8 + kv.key.len() + value(&kv.value))
+                .sum()
+        }
+        fn value(v: &AnyValue) -> usize {
+            match v {
+                AnyValue::String(s) => 10 + s.len(),
+                AnyValue::Bytes(b) => 10 + b.len(),
+                AnyValue::Array(a) => 10 + a.iter().map(value).sum::<usize>(),
+                AnyValue::KvList(l) => 10 + kvs(l),
+                _ => 10,
+            }
+        }
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| 24 + e.name.len() + kvs(&e.attributes))
+            .sum();
+        let links: usize = self
+            .links
+            .iter()
+            .map(|l| 48 + l.trace_state.len() + kvs(&l.attributes))
+            .sum();
+        128 + self.trace_state.len()
+            + self.name.len()
+            + self.status.message.len()
+            + kvs(&self.attributes)
+            + events
+            + links
+            + kvs(&self.resource.attributes)
+            + self.resource.schema_url.len()
+            + kvs(&self.scope.attributes)
+            + self.scope.name.len()
+            + self.scope.version.len()
+            + self.scope.schema_url.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_round_trip_and_reject_garbage() {
+        let t = TraceId::from_hex("0123456789ABCDEF0123456789abcdef").unwrap();
+        assert_eq!(t.to_string(), "0123456789abcdef0123456789abcdef");
+        assert!(TraceId::from_hex("0123").is_err());
+        assert!(TraceId::from_hex("zz23456789abcdef0123456789abcdef").is_err());
+        assert!(SpanId::from_hex("é123456789abcde").is_err());
+        assert_eq!(SpanId::from_hex("00000000000000ff").unwrap().0[7], 0xff);
+    }
+
+    #[test]
+    fn nan_equals_itself_bitwise() {
+        let a = AnyValue::Double(f64::from_bits(0x7ff8_0000_0000_0001));
+        assert_eq!(a, a.clone());
+        assert_ne!(a, AnyValue::Double(f64::NAN));
+    }
+
+    #[test]
+    fn service_name_comes_from_resource() {
+        let mut s = Span::default();
+        assert_eq!(s.service_name(), None);
+        s.resource.attributes.push(KeyValue::new(
+            "service.name",
+            AnyValue::String("api".into()),
+        ));
+        assert_eq!(s.service_name(), Some("api"));
+    }
+}
