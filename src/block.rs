@@ -214,11 +214,12 @@ pub fn encode_block(
     Ok(EncodedBlock {
         header,
         body,
-        summary: summarize(&rows),
+        summary: summarize_refs(&rows),
     })
 }
 
-fn summarize(rows: &[&Span]) -> BlockSummary {
+/// What the indexes need from rows sorted by trace id.
+pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
     let mut trace_ids: Vec<TraceId> = rows.iter().map(|s| s.trace_id).collect();
     trace_ids.dedup();
     let mut ops: HashMap<(&str, &str, SpanKind), u64> = HashMap::new();
@@ -1001,10 +1002,20 @@ impl<'v, 'a> Rows<'v, 'a> {
     }
 }
 
-/// Decodes a whole block from its stored bytes (header then body).
+/// Decodes a whole block from its stored bytes (header then body; bytes
+/// after the block are ignored).
 pub fn decode_block(stored: &[u8]) -> DecodeResult<(BlockHeader, Vec<Span>)> {
     let header = BlockHeader::decode(stored)?;
-    let body = stored.get(BLOCK_HEADER_LEN..).unwrap_or(&[]);
+    let Some(body) = stored.get(BLOCK_HEADER_LEN..header.stored_len() as usize) else {
+        return Err(DecodeError {
+            offset: BLOCK_HEADER_LEN,
+            detail: format!(
+                "block body of {} bytes is cut short at {}",
+                header.body_len,
+                stored.len() - BLOCK_HEADER_LEN
+            ),
+        });
+    };
     let raw = decompress_body(&header, body).map_err(|mut e| {
         e.offset += BLOCK_HEADER_LEN;
         e

@@ -7,6 +7,9 @@
 pub mod block;
 pub mod codec;
 pub mod error;
+pub mod fs;
+pub mod index;
+pub mod segment;
 pub mod span;
 
 pub use error::{Error, Result};

@@ -1,0 +1,915 @@
+//! One segment file: a header, blocks appended one after another, and, once
+//! sealed, a footer of index sections closed by a fixed trailer.
+//!
+//! An active segment (`*.active`) only ever grows by whole blocks; after a
+//! crash its torn tail is cut back to the last valid block. Sealing appends
+//! the footer, fsyncs, and renames the file to `*.seg`; from then on the file
+//! is never modified and may be mapped. Layout: `format-spec.md`, "Segment".
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+use memmap2::Mmap;
+
+use crate::block::{self, BlockHeader, BlockSummary, BlockView, EncodedBlock, BLOCK_HEADER_LEN};
+use crate::codec::{put_u32, put_u64, DecodeError};
+use crate::error::{Error, Result};
+use crate::fs::{now_unix_nanos, sync_dir};
+use crate::index::{BloomView, Catalog, CatalogBuilder, TraceIndexBuilder, TraceIndexView};
+use crate::span::{Span, TraceId};
+
+/// First eight bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"SPLGSEGM";
+/// Last eight bytes of every sealed segment file.
+pub const TRAILER_MAGIC: [u8; 8] = *b"SPLGSEAL";
+/// The format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+// File header fields.
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = H_MAGIC + 8;
+const H_FLAGS: usize = H_VERSION + 4;
+const H_SEGMENT_ID: usize = H_FLAGS + 4;
+const H_CREATED: usize = H_SEGMENT_ID + 8;
+const H_CRC: usize = H_CREATED + 8;
+const H_RESERVED: usize = H_CRC + 4;
+/// Size of the file header.
+pub const HEADER_LEN: usize = H_RESERVED + 4;
+
+// Trailer fields.
+const T_FOOTER_START: usize = 0;
+const T_TABLE_OFFSET: usize = T_FOOTER_START + 8;
+const T_SECTION_COUNT: usize = T_TABLE_OFFSET + 8;
+const T_BLOCK_COUNT: usize = T_SECTION_COUNT + 4;
+const T_SPAN_COUNT: usize = T_BLOCK_COUNT + 4;
+const T_MIN_START: usize = T_SPAN_COUNT + 8;
+const T_MAX_START: usize = T_MIN_START + 8;
+const T_MAX_END: usize = T_MAX_START + 8;
+const T_FOOTER_CRC: usize = T_MAX_END + 8;
+const T_TRAILER_CRC: usize = T_FOOTER_CRC + 4;
+const T_MAGIC: usize = T_TRAILER_CRC + 4;
+/// Size of the trailer at the end of a sealed segment.
+pub const TRAILER_LEN: usize = T_MAGIC + 8;
+
+/// Size of one entry of the section table.
+pub const SECTION_ENTRY_LEN: usize = 24;
+/// Size of one entry of the blocks section.
+pub const BLOCK_ENTRY_LEN: usize = 40;
+
+/// Footer section identifiers.
+pub mod section {
+    pub const BLOCKS: u32 = 1;
+    pub const TRACE_ENTRIES: u32 = 2;
+    pub const TRACE_POSTINGS: u32 = 3;
+    pub const BLOOM: u32 = 4;
+    pub const CATALOG: u32 = 5;
+    pub const BLOCK_OPS: u32 = 6;
+    /// Every section a version-1 segment must have, in file order.
+    pub const ALL: [u32; 6] = [
+        BLOCKS,
+        TRACE_ENTRIES,
+        TRACE_POSTINGS,
+        BLOOM,
+        CATALOG,
+        BLOCK_OPS,
+    ];
+}
+
+/// Where a block is and what it covers: one entry of the blocks section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockMeta {
+    pub offset: u64,
+    pub stored_len: u32,
+    pub span_count: u32,
+    pub min_start: u64,
+    pub max_start: u64,
+    pub max_end: u64,
+}
+
+impl BlockMeta {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.offset);
+        put_u32(out, self.stored_len);
+        put_u32(out, self.span_count);
+        put_u64(out, self.min_start);
+        put_u64(out, self.max_start);
+        put_u64(out, self.max_end);
+    }
+
+    fn decode(b: &[u8]) -> BlockMeta {
+        BlockMeta {
+            offset: LE::read_u64(&b[0..]),
+            stored_len: LE::read_u32(&b[8..]),
+            span_count: LE::read_u32(&b[12..]),
+            min_start: LE::read_u64(&b[16..]),
+            max_start: LE::read_u64(&b[24..]),
+            max_end: LE::read_u64(&b[32..]),
+        }
+    }
+
+    /// True when the block may hold a span starting in `[from, to)`.
+    pub fn overlaps(&self, from: u64, to: u64) -> bool {
+        self.max_start >= from && self.min_start < to
+    }
+}
+
+/// File name of a sealed segment.
+pub fn sealed_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+/// File name of an active segment.
+pub fn active_name(id: u64) -> String {
+    format!("{id:020}.active")
+}
+
+/// Parses a segment file name into its id and whether it is sealed.
+pub fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let (stem, sealed) = if let Some(s) = name.strip_suffix(".seg") {
+        (s, true)
+    } else {
+        (name.strip_suffix(".active")?, false)
+    };
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+        .map(|id| (id, sealed))
+}
+
+fn encode_header(id: u64, created: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[H_MAGIC..H_MAGIC + 8].copy_from_slice(&SEGMENT_MAGIC);
+    LE::write_u32(&mut h[H_VERSION..], FORMAT_VERSION);
+    LE::write_u64(&mut h[H_SEGMENT_ID..], id);
+    LE::write_u64(&mut h[H_CREATED..], created);
+    let crc = crc32fast::hash(&h[..H_CRC]);
+    LE::write_u32(&mut h[H_CRC..], crc);
+    h
+}
+
+/// The decoded file header.
+#[derive(Clone, Copy, Debug)]
+pub struct FileHeader {
+    pub version: u32,
+    pub segment_id: u64,
+    pub created_unix_nano: u64,
+}
+
+/// Checks magic, version and checksum of a segment's first bytes.
+pub fn decode_header(path: &Path, h: &[u8]) -> Result<FileHeader> {
+    if h.len() < HEADER_LEN {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!(
+                "file is {} bytes, shorter than the {HEADER_LEN}-byte header",
+                h.len()
+            ),
+        ));
+    }
+    if h[H_MAGIC..H_MAGIC + 8] != SEGMENT_MAGIC {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!(
+                "expected segment magic {:?}, found {:?}",
+                SEGMENT_MAGIC,
+                &h[..8]
+            ),
+        ));
+    }
+    let version = LE::read_u32(&h[H_VERSION..]);
+    let crc = crc32fast::hash(&h[..H_CRC]);
+    let stored = LE::read_u32(&h[H_CRC..]);
+    if crc != stored {
+        return Err(Error::corrupt(
+            path,
+            H_CRC as u64,
+            format!("header checksum {stored:#010x}, computed {crc:#010x}"),
+        ));
+    }
+    if version > FORMAT_VERSION || version == 0 {
+        return Err(Error::UnsupportedVersion {
+            path: path.into(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(FileHeader {
+        version,
+        segment_id: LE::read_u64(&h[H_SEGMENT_ID..]),
+        created_unix_nano: LE::read_u64(&h[H_CREATED..]),
+    })
+}
+
+/// Turns a decoding error inside a block at `offset` into a corruption error.
+fn block_err(path: &Path, offset: u64, e: DecodeError) -> Error {
+    Error::corrupt(path, offset + e.offset as u64, e.detail)
+}
+
+/// Where a block's bytes come from: a sealed segment's map, or the active
+/// file read with `pread` (never mapped, since a later writer may cut its
+/// tail).
+#[derive(Clone)]
+pub enum BlockSource {
+    Mapped(Arc<SealedSegment>),
+    File { path: Arc<PathBuf>, file: Arc<File> },
+}
+
+impl BlockSource {
+    /// Reads, checks and decompresses a block, returning its header and
+    /// uncompressed body.
+    pub fn load(&self, meta: &BlockMeta) -> Result<(BlockHeader, Vec<u8>)> {
+        match self {
+            BlockSource::Mapped(seg) => seg.load_block(meta),
+            BlockSource::File { path, file } => {
+                let mut buf = vec![0u8; meta.stored_len as usize];
+                file.read_exact_at(&mut buf, meta.offset)
+                    .map_err(|e| Error::io(path.as_path(), "read block", e))?;
+                load_from(path, meta.offset, &buf)
+            }
+        }
+    }
+
+    /// The spans of `trace` in the block.
+    pub fn trace_spans(&self, meta: &BlockMeta, trace: &TraceId) -> Result<Vec<Span>> {
+        let (header, raw) = self.load(meta)?;
+        let view = self.view(meta, &raw, &header)?;
+        let rows = view.rows_of(trace);
+        view.rows(rows).map_err(|e| self.body_err(meta, e))
+    }
+
+    /// Every span of the block.
+    pub fn all_spans(&self, meta: &BlockMeta) -> Result<Vec<Span>> {
+        let (header, raw) = self.load(meta)?;
+        let view = self.view(meta, &raw, &header)?;
+        view.all().map_err(|e| self.body_err(meta, e))
+    }
+
+    fn view<'a>(
+        &self,
+        meta: &BlockMeta,
+        raw: &'a [u8],
+        header: &BlockHeader,
+    ) -> Result<BlockView<'a>> {
+        BlockView::parse(raw, header.span_count).map_err(|e| self.body_err(meta, e))
+    }
+
+    fn body_err(&self, meta: &BlockMeta, e: DecodeError) -> Error {
+        Error::corrupt(
+            self.path(),
+            meta.offset + BLOCK_HEADER_LEN as u64,
+            format!(
+                "in the uncompressed block body at {}: {}",
+                e.offset, e.detail
+            ),
+        )
+    }
+
+    /// The file the blocks live in.
+    pub fn path(&self) -> &Path {
+        match self {
+            BlockSource::Mapped(seg) => &seg.path,
+            BlockSource::File { path, .. } => path,
+        }
+    }
+}
+
+/// Checks a stored block (header then body) found at `offset` of `path`.
+fn load_from(path: &Path, offset: u64, stored: &[u8]) -> Result<(BlockHeader, Vec<u8>)> {
+    let header = BlockHeader::decode(stored).map_err(|e| block_err(path, offset, e))?;
+    let body = stored.get(BLOCK_HEADER_LEN..).unwrap_or(&[]);
+    let raw = block::decompress_body(&header, body)
+        .map_err(|e| block_err(path, offset + BLOCK_HEADER_LEN as u64, e))?;
+    Ok((header, raw))
+}
+
+/// The segment being appended to.
+pub struct ActiveSegment {
+    pub id: u64,
+    pub path: Arc<PathBuf>,
+    pub file: Arc<File>,
+    pub created_unix_nano: u64,
+    len: u64,
+    pub blocks: Vec<BlockMeta>,
+    pub traces: TraceIndexBuilder,
+    pub catalog: CatalogBuilder,
+    pub span_count: u64,
+}
+
+impl ActiveSegment {
+    /// Creates `dir/<id>.active` with its header, durably (file and
+    /// directory entry fsynced).
+    pub fn create(dir: &Path, id: u64) -> Result<ActiveSegment> {
+        let path = dir.join(active_name(id));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "create segment", e))?;
+        let created = now_unix_nanos();
+        file.write_all_at(&encode_header(id, created), 0)
+            .map_err(|e| Error::io(&path, "write segment header", e))?;
+        file.sync_all()
+            .map_err(|e| Error::io(&path, "fsync segment", e))?;
+        sync_dir(dir)?;
+        Ok(ActiveSegment::new(
+            id,
+            path,
+            file,
+            created,
+            HEADER_LEN as u64,
+        ))
+    }
+
+    fn new(id: u64, path: PathBuf, file: File, created: u64, len: u64) -> ActiveSegment {
+        ActiveSegment {
+            id,
+            path: Arc::new(path),
+            file: Arc::new(file),
+            created_unix_nano: created,
+            len,
+            blocks: Vec::new(),
+            traces: TraceIndexBuilder::default(),
+            catalog: CatalogBuilder::default(),
+            span_count: 0,
+        }
+    }
+
+    /// Bytes in the file so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when no block has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Appends an encoded block (not yet fsynced).
+    pub fn append(&mut self, block: &EncodedBlock) -> Result<()> {
+        let mut buf = Vec::with_capacity(BLOCK_HEADER_LEN + block.body.len());
+        buf.extend_from_slice(&block.header.encode());
+        buf.extend_from_slice(&block.body);
+        self.file
+            .write_all_at(&buf, self.len)
+            .map_err(|e| Error::io(self.path.as_path(), "append block", e))?;
+        self.record(block.header, &block.summary, self.len);
+        Ok(())
+    }
+
+    fn record(&mut self, h: BlockHeader, summary: &BlockSummary, offset: u64) {
+        let n = self.blocks.len() as u32;
+        self.blocks.push(BlockMeta {
+            offset,
+            stored_len: h.stored_len() as u32,
+            span_count: h.span_count,
+            min_start: h.min_start,
+            max_start: h.max_start,
+            max_end: summary.max_end,
+        });
+        for t in &summary.trace_ids {
+            self.traces.add(*t, n);
+        }
+        self.catalog.add_block(&summary.operations);
+        self.span_count += u64::from(h.span_count);
+        self.len = offset + h.stored_len();
+    }
+
+    /// The blocks holding `trace` and how to read them.
+    pub fn trace_blocks(&self, trace: &TraceId) -> Vec<BlockMeta> {
+        self.traces
+            .get(trace)
+            .iter()
+            .map(|i| self.blocks[*i as usize])
+            .collect()
+    }
+
+    /// A handle to read this segment's blocks.
+    pub fn source(&self) -> BlockSource {
+        BlockSource::File {
+            path: self.path.clone(),
+            file: self.file.clone(),
+        }
+    }
+
+    /// Writes the footer, fsyncs, renames to the sealed name and fsyncs the
+    /// directory. Returns the sealed path.
+    pub fn seal(self, dir: &Path) -> Result<PathBuf> {
+        let footer = self.footer();
+        let path = self.path.as_path();
+        self.file
+            .write_all_at(&footer, self.len)
+            .map_err(|e| Error::io(path, "write footer", e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(path, "fsync segment", e))?;
+        let sealed = dir.join(sealed_name(self.id));
+        std::fs::rename(path, &sealed).map_err(|e| Error::io(path, "rename sealed segment", e))?;
+        sync_dir(dir)?;
+        Ok(sealed)
+    }
+
+    /// Removes an active segment that never received a block.
+    pub fn discard(self, dir: &Path) -> Result<()> {
+        std::fs::remove_file(self.path.as_path())
+            .map_err(|e| Error::io(self.path.as_path(), "remove empty segment", e))?;
+        sync_dir(dir)
+    }
+
+    /// Footer sections, the section table and the trailer.
+    fn footer(&self) -> Vec<u8> {
+        let mut blocks = Vec::with_capacity(self.blocks.len() * BLOCK_ENTRY_LEN);
+        for b in &self.blocks {
+            b.encode(&mut blocks);
+        }
+        let (entries, postings) = self.traces.encode();
+        let bloom = self.traces.bloom();
+        let (cat, block_ops) = self.catalog.encode();
+        let sections = [blocks, entries, postings, bloom, cat, block_ops];
+        let footer_start = self.len;
+        let mut out = Vec::new();
+        let mut table = Vec::new();
+        for (id, s) in section::ALL.iter().zip(&sections) {
+            put_u32(&mut table, *id);
+            put_u32(&mut table, 0);
+            put_u64(&mut table, footer_start + out.len() as u64);
+            put_u64(&mut table, s.len() as u64);
+            out.extend_from_slice(s);
+        }
+        let table_offset = footer_start + out.len() as u64;
+        out.extend_from_slice(&table);
+        let footer_crc = crc32fast::hash(&out);
+        out.extend_from_slice(&self.trailer(footer_start, table_offset, footer_crc));
+        out
+    }
+
+    fn trailer(&self, footer_start: u64, table_offset: u64, footer_crc: u32) -> [u8; TRAILER_LEN] {
+        let mut t = [0u8; TRAILER_LEN];
+        LE::write_u64(&mut t[T_FOOTER_START..], footer_start);
+        LE::write_u64(&mut t[T_TABLE_OFFSET..], table_offset);
+        LE::write_u32(&mut t[T_SECTION_COUNT..], section::ALL.len() as u32);
+        LE::write_u32(&mut t[T_BLOCK_COUNT..], self.blocks.len() as u32);
+        LE::write_u64(&mut t[T_SPAN_COUNT..], self.span_count);
+        LE::write_u64(
+            &mut t[T_MIN_START..],
+            self.blocks.iter().map(|b| b.min_start).min().unwrap_or(0),
+        );
+        LE::write_u64(
+            &mut t[T_MAX_START..],
+            self.blocks.iter().map(|b| b.max_start).max().unwrap_or(0),
+        );
+        LE::write_u64(
+            &mut t[T_MAX_END..],
+            self.blocks.iter().map(|b| b.max_end).max().unwrap_or(0),
+        );
+        LE::write_u32(&mut t[T_FOOTER_CRC..], footer_crc);
+        let crc = crc32fast::hash(&t[..T_TRAILER_CRC]);
+        LE::write_u32(&mut t[T_TRAILER_CRC..], crc);
+        t[T_MAGIC..].copy_from_slice(&TRAILER_MAGIC);
+        t
+    }
+}
+
+/// Outcome of reading an active segment after a restart.
+pub struct Recovered {
+    pub segment: ActiveSegment,
+    /// Offset where valid blocks end, and why the rest was not accepted,
+    /// when the file holds more bytes than its valid blocks.
+    pub torn_tail: Option<(u64, String)>,
+}
+
+/// Reads an active segment block by block, stopping at the first block that
+/// does not check out. With `truncate`, the file is cut back to the last
+/// valid block and fsynced; otherwise (read-only opens) it is left alone.
+pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(truncate)
+        .open(path)
+        .map_err(|e| Error::io(path, "open active segment", e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read active segment", e))?;
+    let header = decode_header(path, &bytes)?;
+    let mut seg = ActiveSegment::new(
+        header.segment_id,
+        path.to_path_buf(),
+        file,
+        header.created_unix_nano,
+        HEADER_LEN as u64,
+    );
+    let mut offset = HEADER_LEN;
+    let mut torn_tail = None;
+    while offset < bytes.len() {
+        match block::decode_block(&bytes[offset..]) {
+            Ok((h, spans)) => {
+                let refs: Vec<&Span> = spans.iter().collect();
+                seg.record(h, &block::summarize_refs(&refs), offset as u64);
+                offset += h.stored_len() as usize;
+            }
+            Err(e) => {
+                torn_tail = Some((
+                    offset as u64,
+                    format!("at byte {}: {}", offset + e.offset, e.detail),
+                ));
+                break;
+            }
+        }
+    }
+    if torn_tail.is_some() && truncate {
+        seg.file
+            .set_len(offset as u64)
+            .map_err(|e| Error::io(path, "truncate torn tail", e))?;
+        seg.file
+            .sync_all()
+            .map_err(|e| Error::io(path, "fsync segment", e))?;
+    }
+    Ok(Recovered {
+        segment: seg,
+        torn_tail,
+    })
+}
+
+/// Trailer fields of a sealed segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Trailer {
+    pub footer_start: u64,
+    pub table_offset: u64,
+    pub section_count: u32,
+    pub block_count: u32,
+    pub span_count: u64,
+    pub min_start: u64,
+    pub max_start: u64,
+    pub max_end: u64,
+}
+
+/// A sealed, memory-mapped segment and its decoded footer.
+pub struct SealedSegment {
+    pub id: u64,
+    pub path: PathBuf,
+    pub header: FileHeader,
+    pub trailer: Trailer,
+    pub blocks: Vec<BlockMeta>,
+    pub catalog: Catalog,
+    map: Mmap,
+    sections: [(usize, usize); 6],
+}
+
+impl SealedSegment {
+    /// Maps a sealed segment and checks its header, trailer, footer checksum
+    /// and section layout.
+    pub fn open(path: &Path) -> Result<SealedSegment> {
+        let file = File::open(path).map_err(|e| Error::io(path, "open segment", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path, "stat segment", e))?
+            .len();
+        if len < (HEADER_LEN + TRAILER_LEN) as u64 {
+            return Err(Error::corrupt(
+                path,
+                0,
+                format!("sealed segment is {len} bytes, too short for header and trailer"),
+            ));
+        }
+        // SAFETY: only sealed segments are mapped. A sealed file is never
+        // written, truncated or renamed over after its seal was fsynced; the
+        // engine removes it only by unlinking, which keeps the mapped pages
+        // valid until the map is dropped. Another program modifying the file
+        // is outside the contract (as for any database file).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, "mmap segment", e))?;
+        let header = decode_header(path, &map)?;
+        let trailer = parse_trailer(path, &map)?;
+        let sections = parse_sections(path, &map, &trailer)?;
+        let mut seg = SealedSegment {
+            id: header.segment_id,
+            path: path.to_path_buf(),
+            header,
+            trailer,
+            blocks: Vec::new(),
+            catalog: Catalog::default(),
+            map,
+            sections,
+        };
+        seg.blocks = seg.parse_blocks()?;
+        seg.check_indexes()?;
+        Ok(seg)
+    }
+
+    fn section(&self, i: usize) -> &[u8] {
+        let (off, len) = self.sections[i];
+        &self.map[off..off + len]
+    }
+
+    fn parse_blocks(&self) -> Result<Vec<BlockMeta>> {
+        let s = self.section(0);
+        let n = self.trailer.block_count as usize;
+        if s.len() != n * BLOCK_ENTRY_LEN {
+            return Err(Error::corrupt(
+                &self.path,
+                self.sections[0].0 as u64,
+                format!("blocks section is {} bytes for {n} blocks", s.len()),
+            ));
+        }
+        let blocks: Vec<BlockMeta> = s
+            .chunks_exact(BLOCK_ENTRY_LEN)
+            .map(BlockMeta::decode)
+            .collect();
+        let mut expect = HEADER_LEN as u64;
+        let mut spans = 0u64;
+        for (i, b) in blocks.iter().enumerate() {
+            if b.offset != expect
+                || b.stored_len < BLOCK_HEADER_LEN as u32
+                || b.min_start > b.max_start
+            {
+                let at = self.sections[0].0 + i * BLOCK_ENTRY_LEN;
+                return Err(Error::corrupt(
+                    &self.path,
+                    at as u64,
+                    format!(
+                        "block entry {i} is inconsistent (offset {} expected {expect})",
+                        b.offset
+                    ),
+                ));
+            }
+            expect += u64::from(b.stored_len);
+            spans += u64::from(b.span_count);
+        }
+        if expect != self.trailer.footer_start || spans != self.trailer.span_count {
+            return Err(Error::corrupt(
+                &self.path,
+                self.sections[0].0 as u64,
+                "blocks do not end at the footer or span counts disagree",
+            ));
+        }
+        Ok(blocks)
+    }
+
+    fn check_indexes(&mut self) -> Result<()> {
+        if TraceIndexView::new(self.section(1), self.section(2)).is_none() {
+            return Err(Error::corrupt(
+                &self.path,
+                self.sections[1].0 as u64,
+                "trace index sections have a wrong size",
+            ));
+        }
+        if BloomView::new(self.section(3)).is_none() {
+            return Err(Error::corrupt(
+                &self.path,
+                self.sections[3].0 as u64,
+                "bloom filter section is malformed",
+            ));
+        }
+        let cat =
+            Catalog::decode(self.section(4), self.section(5), self.blocks.len()).map_err(|e| {
+                Error::corrupt(&self.path, (self.sections[4].0 + e.offset) as u64, e.detail)
+            })?;
+        self.catalog = cat;
+        Ok(())
+    }
+
+    /// The trace-id index.
+    pub fn trace_index(&self) -> TraceIndexView<'_> {
+        TraceIndexView::new(self.section(1), self.section(2)).expect("shape checked at open")
+    }
+
+    /// False when the segment certainly lacks `trace`.
+    pub fn may_contain(&self, trace: &TraceId) -> bool {
+        BloomView::new(self.section(3)).is_some_and(|b| b.may_contain(trace))
+    }
+
+    /// The blocks holding `trace`.
+    pub fn trace_blocks(&self, trace: &TraceId) -> Result<Vec<BlockMeta>> {
+        if !self.may_contain(trace) {
+            return Ok(Vec::new());
+        }
+        let ids = self.trace_index().lookup(trace).ok_or_else(|| {
+            Error::corrupt(
+                &self.path,
+                self.sections[2].0 as u64,
+                format!("postings of trace {trace} are out of range"),
+            )
+        })?;
+        ids.iter()
+            .map(|i| {
+                self.blocks.get(*i as usize).copied().ok_or_else(|| {
+                    Error::corrupt(
+                        &self.path,
+                        self.sections[1].0 as u64,
+                        format!("trace {trace} points at block {i} of {}", self.blocks.len()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn load_block(&self, meta: &BlockMeta) -> Result<(BlockHeader, Vec<u8>)> {
+        let start = meta.offset as usize;
+        let stored = &self.map[start..start + meta.stored_len as usize];
+        let (h, raw) = load_from(&self.path, meta.offset, stored)?;
+        if h.stored_len() != u64::from(meta.stored_len) || h.span_count != meta.span_count {
+            return Err(Error::corrupt(
+                &self.path,
+                meta.offset,
+                "block header disagrees with the footer's block entry",
+            ));
+        }
+        Ok((h, raw))
+    }
+
+    /// Bytes of the file.
+    pub fn file_len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Size of each footer section, by section id.
+    pub fn section_sizes(&self) -> Vec<(u32, u64)> {
+        section::ALL
+            .iter()
+            .zip(&self.sections)
+            .map(|(id, (_, len))| (*id, *len as u64))
+            .collect()
+    }
+}
+
+fn parse_trailer(path: &Path, map: &[u8]) -> Result<Trailer> {
+    let at = map.len() - TRAILER_LEN;
+    let t = &map[at..];
+    if t[T_MAGIC..] != TRAILER_MAGIC {
+        return Err(Error::corrupt(
+            path,
+            (at + T_MAGIC) as u64,
+            "sealed segment lacks the trailer magic",
+        ));
+    }
+    let crc = crc32fast::hash(&t[..T_TRAILER_CRC]);
+    let stored = LE::read_u32(&t[T_TRAILER_CRC..]);
+    if crc != stored {
+        return Err(Error::corrupt(
+            path,
+            (at + T_TRAILER_CRC) as u64,
+            format!("trailer checksum {stored:#010x}, computed {crc:#010x}"),
+        ));
+    }
+    let tr = Trailer {
+        footer_start: LE::read_u64(&t[T_FOOTER_START..]),
+        table_offset: LE::read_u64(&t[T_TABLE_OFFSET..]),
+        section_count: LE::read_u32(&t[T_SECTION_COUNT..]),
+        block_count: LE::read_u32(&t[T_BLOCK_COUNT..]),
+        span_count: LE::read_u64(&t[T_SPAN_COUNT..]),
+        min_start: LE::read_u64(&t[T_MIN_START..]),
+        max_start: LE::read_u64(&t[T_MAX_START..]),
+        max_end: LE::read_u64(&t[T_MAX_END..]),
+    };
+    let table_end = tr
+        .table_offset
+        .checked_add(u64::from(tr.section_count) * SECTION_ENTRY_LEN as u64);
+    if tr.footer_start < HEADER_LEN as u64
+        || tr.table_offset < tr.footer_start
+        || table_end != Some(at as u64)
+    {
+        return Err(Error::corrupt(
+            path,
+            at as u64,
+            "trailer offsets do not describe the file",
+        ));
+    }
+    let footer = &map[tr.footer_start as usize..at];
+    let crc = crc32fast::hash(footer);
+    let stored = LE::read_u32(&t[T_FOOTER_CRC..]);
+    if crc != stored {
+        return Err(Error::corrupt(
+            path,
+            tr.footer_start,
+            format!("footer checksum {stored:#010x}, computed {crc:#010x}"),
+        ));
+    }
+    Ok(tr)
+}
+
+fn parse_sections(path: &Path, map: &[u8], tr: &Trailer) -> Result<[(usize, usize); 6]> {
+    let table = &map[tr.table_offset as usize..map.len() - TRAILER_LEN];
+    let mut out = [(0usize, 0usize); 6];
+    if tr.section_count as usize != section::ALL.len() {
+        return Err(Error::corrupt(
+            path,
+            tr.table_offset,
+            format!(
+                "expected {} sections, found {}",
+                section::ALL.len(),
+                tr.section_count
+            ),
+        ));
+    }
+    for (i, e) in table.chunks_exact(SECTION_ENTRY_LEN).enumerate() {
+        let id = LE::read_u32(e);
+        let off = LE::read_u64(&e[8..]);
+        let len = LE::read_u64(&e[16..]);
+        let at = tr.table_offset + (i * SECTION_ENTRY_LEN) as u64;
+        if id != section::ALL[i] {
+            return Err(Error::corrupt(
+                path,
+                at,
+                format!("section {i} has id {id}, expected {}", section::ALL[i]),
+            ));
+        }
+        if off < tr.footer_start || off.checked_add(len).is_none_or(|end| end > tr.table_offset) {
+            return Err(Error::corrupt(
+                path,
+                at,
+                format!("section {id} lies outside the footer"),
+            ));
+        }
+        out[i] = (off as usize, len as usize);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{SpanId, TraceId};
+
+    fn spans(trace: u8, n: u8) -> Vec<Span> {
+        (0..n)
+            .map(|i| Span {
+                trace_id: TraceId([trace; 16]),
+                span_id: SpanId([i + 1; 8]),
+                name: "op".into(),
+                start_time_unix_nano: 1000 + u64::from(i),
+                end_time_unix_nano: 2000 + u64::from(i),
+                ..Span::default()
+            })
+            .collect()
+    }
+
+    fn write_segment(dir: &Path, id: u64) -> ActiveSegment {
+        let mut seg = ActiveSegment::create(dir, id).unwrap();
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        for t in 1..4 {
+            let b = block::encode_block(&spans(t, 5), Some(&mut c)).unwrap();
+            seg.append(&b).unwrap();
+        }
+        seg
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(parse_name(&sealed_name(42)), Some((42, true)));
+        assert_eq!(parse_name(&active_name(7)), Some((7, false)));
+        assert_eq!(parse_name("LOCK"), None);
+        assert_eq!(parse_name("12.seg"), None);
+    }
+
+    #[test]
+    fn sealed_segment_finds_traces() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = write_segment(dir.path(), 1).seal(dir.path()).unwrap();
+        let seg = SealedSegment::open(&sealed).unwrap();
+        assert_eq!(seg.blocks.len(), 3);
+        assert_eq!(seg.trailer.span_count, 15);
+        let metas = seg.trace_blocks(&TraceId([2; 16])).unwrap();
+        assert_eq!(metas, vec![seg.blocks[1]]);
+        let src = BlockSource::Mapped(Arc::new(seg));
+        assert_eq!(
+            src.trace_spans(&metas[0], &TraceId([2; 16])).unwrap(),
+            spans(2, 5)
+        );
+    }
+
+    #[test]
+    fn torn_tail_is_cut_back_to_the_last_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = write_segment(dir.path(), 1);
+        let path = seg.path.as_path().to_path_buf();
+        let good_len = seg.len();
+        let third = seg.blocks[2].offset;
+        drop(seg);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(good_len - 3).unwrap();
+        let r = recover_active(&path, false).unwrap();
+        assert_eq!(r.segment.blocks.len(), 2);
+        assert_eq!(r.torn_tail.as_ref().unwrap().0, third);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len - 3);
+        let r = recover_active(&path, true).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), third);
+        assert_eq!(r.segment.span_count, 10);
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = write_segment(dir.path(), 1).seal(dir.path()).unwrap();
+        let mut bytes = std::fs::read(&sealed).unwrap();
+        LE::write_u32(&mut bytes[H_VERSION..], FORMAT_VERSION + 1);
+        let crc = crc32fast::hash(&bytes[..H_CRC]);
+        LE::write_u32(&mut bytes[H_CRC..], crc);
+        std::fs::write(&sealed, &bytes).unwrap();
+        assert!(matches!(
+            SealedSegment::open(&sealed),
+            Err(Error::UnsupportedVersion { found: 2, .. })
+        ));
+    }
+}
