@@ -9,11 +9,15 @@ pub mod codec;
 pub mod error;
 pub mod fs;
 pub mod index;
+pub mod options;
 pub mod segment;
 pub mod span;
+pub mod store;
 
 pub use error::{Error, Result};
+pub use options::Options;
 pub use span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId,
 };
+pub use store::{Scan, SegmentInfo, Store, StoreStats};

@@ -1,0 +1,64 @@
+//! Store options. The defaults are safe for production: every acknowledged
+//! span is fsynced, memory is bounded, inputs are limited.
+
+use std::time::Duration;
+
+/// How a store is opened and how it writes.
+///
+/// ```
+/// let opts = spanlog::Options { segment_max_bytes: 16 << 20, ..Default::default() };
+/// assert!(!opts.read_only);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Open for reading only: no lock is taken, nothing is written, and an
+    /// active segment left by a writer is read as far as its valid blocks go.
+    pub read_only: bool,
+    /// Create the directory when it does not exist (writers only).
+    pub create_if_missing: bool,
+    /// Uncompressed size at which buffered spans are cut into a block and
+    /// written to the active segment. This also bounds the memory held by
+    /// spans not yet written.
+    pub block_target_bytes: usize,
+    /// Size at which the active segment is sealed and a new one started.
+    pub segment_max_bytes: u64,
+    /// Age at which a non-empty active segment is sealed on the next append or
+    /// flush, so old data does not sit in an unindexed file.
+    pub segment_max_age: Duration,
+    /// zstd compression level of blocks (1 fastest .. 19 smallest).
+    pub compression_level: i32,
+    /// A span whose encoded size exceeds this is refused.
+    pub max_span_bytes: usize,
+    /// A span with more attributes than this (span, events, links, resource
+    /// and scope together) is refused.
+    pub max_attributes: usize,
+    /// Deepest nesting of array / key-value-list values accepted.
+    pub max_value_depth: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            read_only: false,
+            create_if_missing: true,
+            block_target_bytes: 128 << 10,
+            segment_max_bytes: 64 << 20,
+            segment_max_age: Duration::from_secs(3600),
+            compression_level: 3,
+            max_span_bytes: 4 << 20,
+            max_attributes: 10_000,
+            max_value_depth: 32,
+        }
+    }
+}
+
+impl Options {
+    /// Options for a read-only open.
+    pub fn read_only() -> Self {
+        Options {
+            read_only: true,
+            create_if_missing: false,
+            ..Options::default()
+        }
+    }
+}
