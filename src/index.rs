@@ -85,7 +85,7 @@ pub struct TraceIndexView<'a> {
 impl<'a> TraceIndexView<'a> {
     /// Checks section shapes; entry contents are checked by `verify`.
     pub fn new(entries: &'a [u8], postings: &'a [u8]) -> Option<Self> {
-        (entries.len() % TRACE_ENTRY_LEN == 0 && postings.len() % 4 == 0)
+        (entries.len().is_multiple_of(TRACE_ENTRY_LEN) && postings.len().is_multiple_of(4))
             .then_some(TraceIndexView { entries, postings })
     }
 

@@ -13,6 +13,7 @@ pub mod options;
 pub mod segment;
 pub mod span;
 pub mod store;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use options::Options;

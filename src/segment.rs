@@ -493,7 +493,11 @@ pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
         .open(path)
         .map_err(|e| Error::io(path, "open active segment", e))?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read active segment", e))?;
-    let header = decode_header(path, &bytes)?;
+    let header = match decode_header(path, &bytes) {
+        Ok(h) => h,
+        Err(e) if bytes.len() <= HEADER_LEN => return stillborn(path, file, e),
+        Err(e) => return Err(e),
+    };
     let mut seg = ActiveSegment::new(
         header.segment_id,
         path.to_path_buf(),
@@ -530,6 +534,24 @@ pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
     Ok(Recovered {
         segment: seg,
         torn_tail,
+    })
+}
+
+/// An active segment whose creation was cut short: its header never became
+/// whole, so it never held a block (blocks are only written after the header
+/// was fsynced). It is reported as an empty segment with a torn tail at 0.
+fn stillborn(path: &Path, file: File, e: Error) -> Result<Recovered> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_name);
+    let Some((id, false)) = name else {
+        return Err(e);
+    };
+    let seg = ActiveSegment::new(id, path.to_path_buf(), file, 0, HEADER_LEN as u64);
+    Ok(Recovered {
+        segment: seg,
+        torn_tail: Some((0, format!("incomplete header: {e}"))),
     })
 }
 
