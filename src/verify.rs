@@ -169,6 +169,9 @@ fn scan_blocks(path: &Path, report: &mut Report) {
 struct Seen {
     traces: BTreeMap<TraceId, Vec<u32>>,
     ops: Vec<BTreeSet<Operation>>,
+    /// Blocks that could not be read; already reported, and left out of the
+    /// index cross-checks so one damaged block is one problem.
+    unreadable: BTreeSet<u32>,
 }
 
 fn verify_sealed(seg: Arc<SealedSegment>, report: &mut Report) {
@@ -185,6 +188,7 @@ fn verify_sealed(seg: Arc<SealedSegment>, report: &mut Report) {
             Err(e) => {
                 report.error(e);
                 seen.ops.push(BTreeSet::new());
+                seen.unreadable.insert(i as u32);
             }
         }
     }
@@ -238,7 +242,7 @@ fn check_block(path: &Path, meta: &BlockMeta, spans: &[Span], report: &mut Repor
 
 fn check_trace_index(seg: &SealedSegment, seen: &Seen, report: &mut Report) {
     let index = seg.trace_index();
-    if index.len() != seen.traces.len() {
+    if seen.unreadable.is_empty() && index.len() != seen.traces.len() {
         report.at(
             &seg.path,
             seg.trailer.footer_start,
@@ -267,7 +271,12 @@ fn check_trace_index(seg: &SealedSegment, seen: &Seen, report: &mut Report) {
                 format!("bloom filter lacks trace {t}"),
             );
         }
-        match index.lookup(t) {
+        let readable = |v: Vec<u32>| {
+            v.into_iter()
+                .filter(|b| !seen.unreadable.contains(b))
+                .collect::<Vec<_>>()
+        };
+        match index.lookup(t).map(readable) {
             Some(found) if &found == blocks => {}
             found => report.at(
                 &seg.path,
