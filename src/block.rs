@@ -804,6 +804,40 @@ fn read_value(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<A
     })
 }
 
+fn skip_attrs(c: &mut Cursor<'_>, depth: usize) -> DecodeResult<()> {
+    for _ in 0..c.count(2)? {
+        c.varint()?;
+        skip_value(c, depth)?;
+    }
+    Ok(())
+}
+
+fn skip_value(c: &mut Cursor<'_>, depth: usize) -> DecodeResult<()> {
+    if depth > MAX_VALUE_DEPTH {
+        return c.err(format!("values nested deeper than {MAX_VALUE_DEPTH}"));
+    }
+    match c.u8()? {
+        TAG_EMPTY | TAG_FALSE | TAG_TRUE => {}
+        TAG_STRING | TAG_INT => {
+            c.varint()?;
+        }
+        TAG_DOUBLE => {
+            c.take(8)?;
+        }
+        TAG_BYTES => {
+            c.bytes()?;
+        }
+        TAG_ARRAY => {
+            for _ in 0..c.count(1)? {
+                skip_value(c, depth + 1)?;
+            }
+        }
+        TAG_KVLIST => skip_attrs(c, depth + 1)?,
+        t => return c.err(format!("unknown value tag {t}")),
+    }
+    Ok(())
+}
+
 /// Sequential row decoder: one cursor per per-row column.
 struct Rows<'v, 'a> {
     view: &'v BlockView<'a>,
@@ -853,11 +887,42 @@ impl<'v, 'a> Rows<'v, 'a> {
         trace
     }
 
-    /// Moves past one row (variable-length columns have to be walked).
+    /// Moves past one row without materializing it: variable-length columns
+    /// are walked, nothing is allocated. Start times are delta-coded, so the
+    /// running start is still accumulated.
     fn skip(&mut self) -> DecodeResult<()> {
-        // Decoding into a throwaway span keeps one code path for both; the
-        // cost is only paid for rows before the wanted range.
-        self.next_span().map(drop)
+        self.advance_run();
+        self.span_ids.take(8)?;
+        if self.parent.varint()? == 1 {
+            self.parent.take(8)?;
+        }
+        self.name.varint()?;
+        let delta = unzigzag(self.start.varint()?) as u64;
+        self.prev_start = self.prev_start.wrapping_add(delta);
+        self.duration.varint()?;
+        let m = &mut self.meta;
+        m.u8()?;
+        m.varint()?;
+        m.varint()?;
+        m.u8()?;
+        for _ in 0..6 {
+            m.varint()?;
+        }
+        skip_attrs(&mut self.attrs, 0)?;
+        for _ in 0..self.events.count(4)? {
+            self.events.varint()?;
+            self.events.varint()?;
+            skip_attrs(&mut self.events, 0)?;
+            self.events.varint()?;
+        }
+        for _ in 0..self.links.count(28)? {
+            self.links.take(24)?;
+            self.links.varint()?;
+            self.links.varint()?;
+            skip_attrs(&mut self.links, 0)?;
+            self.links.varint()?;
+        }
+        Ok(())
     }
 
     fn next_span(&mut self) -> DecodeResult<Span> {
