@@ -45,7 +45,8 @@ fn value() -> impl Strategy<Value = AnyValue> {
 }
 
 fn attrs() -> impl Strategy<Value = Vec<KeyValue>> {
-    vec((text(), value()), 0..6).prop_map(|kvs| kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect())
+    vec((text(), value()), 0..6)
+        .prop_map(|kvs| kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect())
 }
 
 fn nonzero<const N: usize>() -> impl Strategy<Value = [u8; N]> {
@@ -65,16 +66,22 @@ fn event() -> impl Strategy<Value = Event> {
 }
 
 fn link() -> impl Strategy<Value = Link> {
-    (any::<[u8; 16]>(), any::<[u8; 8]>(), text(), any::<u32>(), attrs(), any::<u32>()).prop_map(
-        |(t, s, trace_state, flags, attributes, d)| Link {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 8]>(),
+        text(),
+        any::<u32>(),
+        attrs(),
+        any::<u32>(),
+    )
+        .prop_map(|(t, s, trace_state, flags, attributes, d)| Link {
             trace_id: TraceId(t),
             span_id: SpanId(s),
             trace_state,
             flags,
             attributes,
             dropped_attributes_count: d,
-        },
-    )
+        })
 }
 
 fn resource() -> impl Strategy<Value = Resource> {
@@ -86,13 +93,15 @@ fn resource() -> impl Strategy<Value = Resource> {
 }
 
 fn scope() -> impl Strategy<Value = Scope> {
-    (text(), text(), attrs(), any::<u32>(), text()).prop_map(|(name, version, attributes, d, schema_url)| Scope {
-        name,
-        version,
-        attributes,
-        dropped_attributes_count: d,
-        schema_url,
-    })
+    (text(), text(), attrs(), any::<u32>(), text()).prop_map(
+        |(name, version, attributes, d, schema_url)| Scope {
+            name,
+            version,
+            attributes,
+            dropped_attributes_count: d,
+            schema_url,
+        },
+    )
 }
 
 prop_compose! {
@@ -140,7 +149,13 @@ fn batch() -> impl Strategy<Value = Vec<Span>> {
 }
 
 fn by_key(mut v: Vec<Span>) -> Vec<Span> {
-    v.sort_by(|a, b| (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(b.trace_id, b.start_time_unix_nano, b.span_id)));
+    v.sort_by(|a, b| {
+        (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
+            b.trace_id,
+            b.start_time_unix_nano,
+            b.span_id,
+        ))
+    });
     v
 }
 
