@@ -1,1 +1,94 @@
-fn main() {}
+//! What users feel, on the generated workload: ingest (with the final
+//! flush), trace lookup on a store of several sealed segments (warm), and a
+//! time-range scan. `SPANLOG_BENCH_SPANS` sets the store size (default 1M).
+//!
+//! Run: `cargo bench --bench engine`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use spanlog::gen::generate;
+use spanlog::{Options, Span, Store, TraceId};
+
+fn spans_n() -> usize {
+    std::env::var("SPANLOG_BENCH_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn options() -> Options {
+    Options {
+        segment_max_bytes: 16 << 20,
+        ..Options::default()
+    }
+}
+
+fn batches(spans: &[Span]) -> Vec<Vec<Span>> {
+    spans.chunks(1000).map(<[Span]>::to_vec).collect()
+}
+
+fn ingest(c: &mut Criterion) {
+    let spans = generate(42, spans_n());
+    let mut g = c.benchmark_group("ingest");
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    g.throughput(Throughput::Elements(spans.len() as u64));
+    g.bench_function(format!("{}_spans_with_flush", spans.len()), |b| {
+        b.iter_batched(
+            || (tempfile::tempdir().unwrap(), batches(&spans)),
+            |(dir, batches)| {
+                let store = Store::open(dir.path(), options()).unwrap();
+                for batch in batches {
+                    store.append(batch).unwrap();
+                }
+                store.flush().unwrap();
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn reads(c: &mut Criterion) {
+    let spans = generate(42, spans_n());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    for batch in batches(&spans) {
+        store.append(batch).unwrap();
+    }
+    store.close().unwrap();
+    let store = Store::open(dir.path(), Options::read_only()).unwrap();
+    assert!(store.stats().unwrap().sealed_segments >= 4);
+    let mut ids: Vec<TraceId> = spans.iter().map(|s| s.trace_id).collect();
+    ids.sort();
+    ids.dedup();
+    let mut i = 0usize;
+    let mut g = c.benchmark_group("get_trace");
+    g.bench_function("warm_random_existing", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            store.get_trace(ids[i]).unwrap()
+        })
+    });
+    g.bench_function("absent", |b| {
+        b.iter(|| store.get_trace(TraceId([0xab; 16])).unwrap())
+    });
+    g.finish();
+    let start = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap();
+    let mut g = c.benchmark_group("scan");
+    g.sample_size(10);
+    g.bench_function("one_second_window", |b| {
+        b.iter(|| {
+            store
+                .scan(start + 10_000_000_000..start + 11_000_000_000)
+                .unwrap()
+                .try_fold(0usize, |n, s| s.map(|_| n + 1))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest, reads);
+criterion_main!(benches);

@@ -7,7 +7,6 @@
 //! block and referenced by index; times are delta-encoded. The layout is
 //! specified byte for byte in `format-spec.md`, section "Block".
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
@@ -15,6 +14,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use crate::codec::{
     put_bytes, put_u32, put_varint, unzigzag, zigzag, Cursor, DecodeError, DecodeResult,
 };
+use crate::hash::FastMap;
 use crate::span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId,
@@ -189,6 +189,13 @@ pub fn encode_block(
     });
     let mut enc = Encoder::default();
     let raw = enc.encode(&rows);
+    if raw.len() > MAX_RAW_LEN as usize {
+        // Readers refuse such a block, so it must never be written.
+        return Err(std::io::Error::other(format!(
+            "block of {} bytes exceeds the {MAX_RAW_LEN}-byte limit",
+            raw.len()
+        )));
+    }
     let (codec, body) = match compressor {
         Some(c) => (Codec::Zstd, c.compress(&raw)?),
         None => (Codec::None, raw.clone()),
@@ -222,7 +229,7 @@ pub fn encode_block(
 pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
     let mut trace_ids: Vec<TraceId> = rows.iter().map(|s| s.trace_id).collect();
     trace_ids.dedup();
-    let mut ops: HashMap<(&str, &str, SpanKind), u64> = HashMap::new();
+    let mut ops: FastMap<(&str, &str, SpanKind), u64> = FastMap::default();
     for s in rows {
         *ops.entry((s.service_name().unwrap_or(""), &s.name, s.kind))
             .or_default() += 1;
@@ -243,7 +250,7 @@ pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
 #[derive(Default)]
 struct Encoder<'a> {
     cols: [Vec<u8>; COLUMN_COUNT],
-    strings: HashMap<&'a str, u32>,
+    strings: FastMap<&'a str, u32>,
     string_count: u32,
     resources: Vec<&'a Resource>,
     scopes: Vec<&'a Scope>,
@@ -252,7 +259,7 @@ struct Encoder<'a> {
 impl<'a> Encoder<'a> {
     fn encode(&mut self, rows: &[&'a Span]) -> Vec<u8> {
         self.encode_trace_runs(rows);
-        let mut first_row: HashMap<SpanId, u64> = HashMap::with_capacity(rows.len());
+        let mut first_row: FastMap<SpanId, u64> = FastMap::default();
         let mut prev_start = 0u64;
         for (i, s) in rows.iter().enumerate() {
             first_row.entry(s.span_id).or_insert(i as u64);
@@ -294,7 +301,7 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    fn encode_parent(&mut self, s: &Span, first_row: &HashMap<SpanId, u64>) {
+    fn encode_parent(&mut self, s: &Span, first_row: &FastMap<SpanId, u64>) {
         let col = &mut self.cols[COL_PARENT];
         match s.parent_span_id {
             None => put_varint(col, 0),
@@ -956,10 +963,14 @@ impl<'v, 'a> Rows<'v, 'a> {
             0 => Ok(None),
             1 => self.parent.array::<8>().map(|b| Some(SpanId(b))),
             r => {
-                let row = (r - 2) as usize;
+                let row = r - 2;
                 let ids = self.view.cols[COL_SPAN_ID];
-                match ids.get(row * 8..row * 8 + 8) {
-                    Some(b) if row < self.view.span_count => {
+                let at = usize::try_from(row)
+                    .ok()
+                    .filter(|r| *r < self.view.span_count)
+                    .map(|r| r * 8);
+                match at.and_then(|at| ids.get(at..at + 8)) {
+                    Some(b) => {
                         let mut a = [0u8; 8];
                         a.copy_from_slice(b);
                         Ok(Some(SpanId(a)))

@@ -8,8 +8,13 @@ pub mod block;
 pub mod codec;
 pub mod error;
 pub mod fs;
+pub mod gen;
+pub mod hash;
 pub mod index;
+pub mod memtable;
 pub mod options;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod segment;
 pub mod span;
 pub mod store;

@@ -16,14 +16,19 @@ pub struct Options {
     pub read_only: bool,
     /// Create the directory when it does not exist (writers only).
     pub create_if_missing: bool,
-    /// Uncompressed size at which buffered spans are cut into a block and
-    /// written to the active segment. This also bounds the memory held by
-    /// spans not yet written.
+    /// Approximate uncompressed size of a block of a sealed segment. Smaller
+    /// blocks make a trace lookup decode less; larger ones compress better.
     pub block_target_bytes: usize,
-    /// Size at which the active segment is sealed and a new one started.
+    /// Approximate uncompressed size at which appended spans are written to
+    /// the write-ahead log as one block, without waiting for a flush. This
+    /// bounds the memory held by spans not yet in the log.
+    pub wal_block_bytes: usize,
+    /// Approximate uncompressed size of the spans of one segment: when the
+    /// in-memory table reaches it, it is written out as a sealed segment.
+    /// This bounds the memory of the table (about twice this value).
     pub segment_max_bytes: u64,
-    /// Age at which a non-empty active segment is sealed on the next append or
-    /// flush, so old data does not sit in an unindexed file.
+    /// Age at which a non-empty table is written out as a sealed segment on
+    /// the next append or flush, so old data does not wait in the log.
     pub segment_max_age: Duration,
     /// zstd compression level of blocks (1 fastest .. 19 smallest).
     pub compression_level: i32,
@@ -41,7 +46,8 @@ impl Default for Options {
         Options {
             read_only: false,
             create_if_missing: true,
-            block_target_bytes: 128 << 10,
+            block_target_bytes: 32 << 10,
+            wal_block_bytes: 256 << 10,
             segment_max_bytes: 64 << 20,
             segment_max_age: Duration::from_secs(3600),
             compression_level: 3,

@@ -121,22 +121,64 @@ pub fn sealed_name(id: u64) -> String {
     format!("{id:020}.seg")
 }
 
-/// File name of an active segment.
-pub fn active_name(id: u64) -> String {
-    format!("{id:020}.active")
+/// File name of a write-ahead log.
+pub fn wal_name(id: u64) -> String {
+    format!("{id:020}.wal")
 }
 
-/// Parses a segment file name into its id and whether it is sealed.
-pub fn parse_name(name: &str) -> Option<(u64, bool)> {
-    let (stem, sealed) = if let Some(s) = name.strip_suffix(".seg") {
-        (s, true)
+/// File name of a segment being written, before it is sealed.
+pub fn temp_name(id: u64) -> String {
+    format!("{id:020}.seg.tmp")
+}
+
+/// What a file of the store directory is, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    /// `<id>.seg`: sealed, immutable, mapped.
+    Segment,
+    /// `<id>.wal`: the write-ahead log of spans not yet in a segment.
+    Wal,
+    /// `<id>.seg.tmp`: a segment whose writing did not finish.
+    Temp,
+}
+
+/// Parses a store file name into its id and kind.
+pub fn parse_name(name: &str) -> Option<(u64, FileKind)> {
+    let (stem, kind) = if let Some(s) = name.strip_suffix(".seg") {
+        (s, FileKind::Segment)
+    } else if let Some(s) = name.strip_suffix(".wal") {
+        (s, FileKind::Wal)
     } else {
-        (name.strip_suffix(".active")?, false)
+        (name.strip_suffix(".seg.tmp")?, FileKind::Temp)
     };
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
         .then(|| stem.parse().ok())
         .flatten()
-        .map(|id| (id, sealed))
+        .map(|id| (id, kind))
+}
+
+/// The id a file's name gives, if it follows the naming scheme.
+fn id_from_path(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()
+        .and_then(parse_name)
+        .map(|(id, _)| id)
+}
+
+/// A file's header must carry the id its name gives: a copied or renamed
+/// file would otherwise be sealed over, or confused with, another segment.
+fn check_id(path: &Path, header: &FileHeader) -> Result<()> {
+    match id_from_path(path) {
+        Some(id) if id != header.segment_id => Err(Error::corrupt(
+            path,
+            H_SEGMENT_ID as u64,
+            format!(
+                "header says segment {}, the file name says {id}",
+                header.segment_id
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn encode_header(id: u64, created: u64) -> [u8; HEADER_LEN] {
@@ -182,6 +224,15 @@ pub fn decode_header(path: &Path, h: &[u8]) -> Result<FileHeader> {
         ));
     }
     let version = LE::read_u32(&h[H_VERSION..]);
+    // The version comes before the checksum: a newer version may lay the
+    // header out differently, and must be reported as such, not as damage.
+    if version > FORMAT_VERSION || version == 0 {
+        return Err(Error::UnsupportedVersion {
+            path: path.into(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
     let crc = crc32fast::hash(&h[..H_CRC]);
     let stored = LE::read_u32(&h[H_CRC..]);
     if crc != stored {
@@ -190,13 +241,6 @@ pub fn decode_header(path: &Path, h: &[u8]) -> Result<FileHeader> {
             H_CRC as u64,
             format!("header checksum {stored:#010x}, computed {crc:#010x}"),
         ));
-    }
-    if version > FORMAT_VERSION || version == 0 {
-        return Err(Error::UnsupportedVersion {
-            path: path.into(),
-            found: version,
-            supported: FORMAT_VERSION,
-        });
     }
     Ok(FileHeader {
         version,
@@ -301,10 +345,24 @@ pub struct ActiveSegment {
 }
 
 impl ActiveSegment {
-    /// Creates `dir/<id>.active` with its header, durably (file and
-    /// directory entry fsynced).
-    pub fn create(dir: &Path, id: u64) -> Result<ActiveSegment> {
-        let path = dir.join(active_name(id));
+    /// Creates the write-ahead log `dir/<id>.wal` with its header, durably
+    /// (file and directory entry fsynced), so a flush into it needs only an
+    /// fsync of the file.
+    pub fn create_wal(dir: &Path, id: u64) -> Result<ActiveSegment> {
+        let seg = Self::create_file(dir.join(wal_name(id)), id)?;
+        sync_dir(dir)?;
+        Ok(seg)
+    }
+
+    /// Creates `dir/<id>.seg.tmp`, to be filled and then sealed. Its
+    /// directory entry needs no fsync: only the sealed name is ever read,
+    /// and sealing fsyncs the file before the rename and the directory
+    /// after it.
+    pub fn create_temp(dir: &Path, id: u64) -> Result<ActiveSegment> {
+        Self::create_file(dir.join(temp_name(id)), id)
+    }
+
+    fn create_file(path: PathBuf, id: u64) -> Result<ActiveSegment> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -316,7 +374,6 @@ impl ActiveSegment {
             .map_err(|e| Error::io(&path, "write segment header", e))?;
         file.sync_all()
             .map_err(|e| Error::io(&path, "fsync segment", e))?;
-        sync_dir(dir)?;
         Ok(ActiveSegment::new(
             id,
             path,
@@ -409,12 +466,24 @@ impl ActiveSegment {
             .sync_all()
             .map_err(|e| Error::io(path, "fsync segment", e))?;
         let sealed = dir.join(sealed_name(self.id));
+        // Sealed files are never replaced: the writer holds the directory
+        // lock, so nothing can create this name between check and rename.
+        if sealed.exists() {
+            return Err(Error::corrupt(
+                &sealed,
+                0,
+                format!(
+                    "refusing to seal {} over an existing segment",
+                    path.display()
+                ),
+            ));
+        }
         std::fs::rename(path, &sealed).map_err(|e| Error::io(path, "rename sealed segment", e))?;
         sync_dir(dir)?;
         Ok(sealed)
     }
 
-    /// Removes an active segment that never received a block.
+    /// Removes the file (an empty log, or a log whose spans are sealed).
     pub fn discard(self, dir: &Path) -> Result<()> {
         std::fs::remove_file(self.path.as_path())
             .map_err(|e| Error::io(self.path.as_path(), "remove empty segment", e))?;
@@ -478,26 +547,34 @@ impl ActiveSegment {
 /// Outcome of reading an active segment after a restart.
 pub struct Recovered {
     pub segment: ActiveSegment,
+    /// Every span of the valid blocks, block by block.
+    pub spans: Vec<Span>,
     /// Offset where valid blocks end, and why the rest was not accepted,
     /// when the file holds more bytes than its valid blocks.
     pub torn_tail: Option<(u64, String)>,
 }
 
-/// Reads an active segment block by block, stopping at the first block that
-/// does not check out. With `truncate`, the file is cut back to the last
-/// valid block and fsynced; otherwise (read-only opens) it is left alone.
+/// Reads a write-ahead log block by block, stopping at the first block that
+/// does not check out. That block must be the torn tail of an interrupted
+/// write: if a valid block follows it, the damage is in the middle of data
+/// that was acknowledged and the result is a corruption error, never a
+/// truncation. With `truncate`, a torn tail is cut off and the file fsynced;
+/// otherwise (read-only opens, verification) the file is left alone.
 pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
     let file = OpenOptions::new()
         .read(true)
         .write(truncate)
         .open(path)
-        .map_err(|e| Error::io(path, "open active segment", e))?;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read active segment", e))?;
+        .map_err(|e| Error::io(path, "open write-ahead log", e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read write-ahead log", e))?;
     let header = match decode_header(path, &bytes) {
         Ok(h) => h,
-        Err(e) if bytes.len() <= HEADER_LEN => return stillborn(path, file, e),
+        Err(e @ Error::Corruption { .. }) if bytes.len() <= HEADER_LEN => {
+            return stillborn(path, file, e)
+        }
         Err(e) => return Err(e),
     };
+    check_id(path, &header)?;
     let mut seg = ActiveSegment::new(
         header.segment_id,
         path.to_path_buf(),
@@ -505,52 +582,86 @@ pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
         header.created_unix_nano,
         HEADER_LEN as u64,
     );
+    let (spans, torn_tail) = read_blocks(path, &bytes, &mut seg)?;
+    if torn_tail.is_some() && truncate {
+        seg.file
+            .set_len(seg.len)
+            .map_err(|e| Error::io(path, "truncate torn tail", e))?;
+        seg.file
+            .sync_all()
+            .map_err(|e| Error::io(path, "fsync write-ahead log", e))?;
+    }
+    Ok(Recovered {
+        segment: seg,
+        spans,
+        torn_tail,
+    })
+}
+
+type TornTail = Option<(u64, String)>;
+
+fn read_blocks(
+    path: &Path,
+    bytes: &[u8],
+    seg: &mut ActiveSegment,
+) -> Result<(Vec<Span>, TornTail)> {
     let mut offset = HEADER_LEN;
-    let mut torn_tail = None;
+    let mut out = Vec::new();
     while offset < bytes.len() {
         match block::decode_block(&bytes[offset..]) {
             Ok((h, spans)) => {
                 let refs: Vec<&Span> = spans.iter().collect();
                 seg.record(h, &block::summarize_refs(&refs), offset as u64);
                 offset += h.stored_len() as usize;
+                out.extend(spans);
             }
             Err(e) => {
-                torn_tail = Some((
-                    offset as u64,
-                    format!("at byte {}: {}", offset + e.offset, e.detail),
+                let at = (offset + e.offset) as u64;
+                if let Some(later) = later_valid_block(bytes, offset + 1) {
+                    return Err(Error::corrupt(
+                        path,
+                        at,
+                        format!(
+                            "{} (a valid block follows at {later}, so this is not a torn tail)",
+                            e.detail
+                        ),
+                    ));
+                }
+                return Ok((
+                    out,
+                    Some((offset as u64, format!("at byte {at}: {}", e.detail))),
                 ));
-                break;
             }
         }
     }
-    if torn_tail.is_some() && truncate {
-        seg.file
-            .set_len(offset as u64)
-            .map_err(|e| Error::io(path, "truncate torn tail", e))?;
-        seg.file
-            .sync_all()
-            .map_err(|e| Error::io(path, "fsync segment", e))?;
-    }
-    Ok(Recovered {
-        segment: seg,
-        torn_tail,
-    })
+    Ok((out, None))
 }
 
-/// An active segment whose creation was cut short: its header never became
-/// whole, so it never held a block (blocks are only written after the header
-/// was fsynced). It is reported as an empty segment with a torn tail at 0.
+/// The offset of the first whole, valid block at or after `from`, if any.
+fn later_valid_block(bytes: &[u8], from: usize) -> Option<usize> {
+    let magic = block::BLOCK_MAGIC.to_le_bytes();
+    let mut at = from;
+    while let Some(i) = bytes.get(at..)?.windows(4).position(|w| w == magic) {
+        let cand = at + i;
+        if block::decode_block(&bytes[cand..]).is_ok() {
+            return Some(cand);
+        }
+        at = cand + 1;
+    }
+    None
+}
+
+/// A log whose creation was cut short: its header never became whole, so it
+/// never held a block (blocks are only written after the header was
+/// fsynced). It is reported as an empty log with a torn tail at 0.
 fn stillborn(path: &Path, file: File, e: Error) -> Result<Recovered> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(parse_name);
-    let Some((id, false)) = name else {
+    let Some(id) = id_from_path(path) else {
         return Err(e);
     };
     let seg = ActiveSegment::new(id, path.to_path_buf(), file, 0, HEADER_LEN as u64);
     Ok(Recovered {
         segment: seg,
+        spans: Vec::new(),
         torn_tail: Some((0, format!("incomplete header: {e}"))),
     })
 }
@@ -603,6 +714,7 @@ impl SealedSegment {
         // is outside the contract (as for any database file).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, "mmap segment", e))?;
         let header = decode_header(path, &map)?;
+        check_id(path, &header)?;
         let trailer = parse_trailer(path, &map)?;
         let sections = parse_sections(path, &map, &trailer)?;
         let mut seg = SealedSegment {
@@ -666,15 +778,43 @@ impl SealedSegment {
                 "blocks do not end at the footer or span counts disagree",
             ));
         }
+        self.check_trailer_times(&blocks)?;
         Ok(blocks)
     }
 
+    /// Scans skip whole segments by the trailer's times, so wrong times
+    /// would hide data: they must agree with the block entries.
+    fn check_trailer_times(&self, blocks: &[BlockMeta]) -> Result<()> {
+        let t = &self.trailer;
+        let min = blocks.iter().map(|b| b.min_start).min().unwrap_or(0);
+        let max = blocks.iter().map(|b| b.max_start).max().unwrap_or(0);
+        let end = blocks.iter().map(|b| b.max_end).max().unwrap_or(0);
+        if (min, max, end) != (t.min_start, t.max_start, t.max_end) {
+            let at = self.map.len() - TRAILER_LEN + T_MIN_START;
+            return Err(Error::corrupt(
+                &self.path,
+                at as u64,
+                "trailer time range disagrees with the block entries",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_indexes(&mut self) -> Result<()> {
-        if TraceIndexView::new(self.section(1), self.section(2)).is_none() {
+        let Some(index) = TraceIndexView::new(self.section(1), self.section(2)) else {
             return Err(Error::corrupt(
                 &self.path,
                 self.sections[1].0 as u64,
                 "trace index sections have a wrong size",
+            ));
+        };
+        // Binary search silently misses entries of an unsorted index.
+        if let Some(i) = (1..index.len()).find(|i| index.trace_at(i - 1) >= index.trace_at(*i)) {
+            let at = self.sections[1].0 + i * crate::index::TRACE_ENTRY_LEN;
+            return Err(Error::corrupt(
+                &self.path,
+                at as u64,
+                "trace index entries are not strictly sorted",
             ));
         }
         if BloomView::new(self.section(3)).is_none() {
@@ -731,7 +871,10 @@ impl SealedSegment {
         let start = meta.offset as usize;
         let stored = &self.map[start..start + meta.stored_len as usize];
         let (h, raw) = load_from(&self.path, meta.offset, stored)?;
-        if h.stored_len() != u64::from(meta.stored_len) || h.span_count != meta.span_count {
+        if h.stored_len() != u64::from(meta.stored_len)
+            || h.span_count != meta.span_count
+            || (h.min_start, h.max_start) != (meta.min_start, meta.max_start)
+        {
             return Err(Error::corrupt(
                 &self.path,
                 meta.offset,
@@ -868,7 +1011,7 @@ mod tests {
     }
 
     fn write_segment(dir: &Path, id: u64) -> ActiveSegment {
-        let mut seg = ActiveSegment::create(dir, id).unwrap();
+        let mut seg = ActiveSegment::create_wal(dir, id).unwrap();
         let mut c = zstd::bulk::Compressor::new(3).unwrap();
         for t in 1..4 {
             let b = block::encode_block(&spans(t, 5), Some(&mut c)).unwrap();
@@ -879,8 +1022,9 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        assert_eq!(parse_name(&sealed_name(42)), Some((42, true)));
-        assert_eq!(parse_name(&active_name(7)), Some((7, false)));
+        assert_eq!(parse_name(&sealed_name(42)), Some((42, FileKind::Segment)));
+        assert_eq!(parse_name(&wal_name(7)), Some((7, FileKind::Wal)));
+        assert_eq!(parse_name(&temp_name(9)), Some((9, FileKind::Temp)));
         assert_eq!(parse_name("LOCK"), None);
         assert_eq!(parse_name("12.seg"), None);
     }

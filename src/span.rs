@@ -25,7 +25,8 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
 
 fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
     let bad = || Error::InvalidInput(format!("{what} must be {} hex digits, got {s:?}", 2 * N));
-    if s.len() != 2 * N || !s.is_ascii() {
+    // from_str_radix alone would accept a sign: only hex digits are ids.
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let mut out = [0u8; N];
@@ -322,6 +323,42 @@ impl Span {
             + self.scope.attributes.len()
     }
 
+    /// Approximate bytes the span's own fields take, without its resource
+    /// and scope (which blocks store once, and which are shared). Used to
+    /// size blocks and the in-memory table; cheap to compute.
+    pub fn payload_size(&self) -> usize {
+        fn kvs(list: &[KeyValue]) -> usize {
+            list.iter()
+                .map(|kv| 2 + kv.key.len() + value(&kv.value))
+                .sum()
+        }
+        fn value(v: &AnyValue) -> usize {
+            match v {
+                AnyValue::String(s) => 2 + s.len(),
+                AnyValue::Bytes(b) => 2 + b.len(),
+                AnyValue::Array(a) => 2 + a.iter().map(value).sum::<usize>(),
+                AnyValue::KvList(l) => 2 + kvs(l),
+                _ => 5,
+            }
+        }
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| 8 + e.name.len() + kvs(&e.attributes))
+            .sum();
+        let links: usize = self
+            .links
+            .iter()
+            .map(|l| 32 + l.trace_state.len() + kvs(&l.attributes))
+            .sum();
+        64 + self.trace_state.len()
+            + self.name.len()
+            + self.status.message.len()
+            + kvs(&self.attributes)
+            + events
+            + links
+    }
+
     /// An upper bound of the span's encoded size in bytes; the size limit is
     /// checked against it before anything is written.
     pub fn encoded_size_hint(&self) -> usize {
@@ -375,6 +412,7 @@ mod tests {
         assert!(TraceId::from_hex("0123").is_err());
         assert!(TraceId::from_hex("zz23456789abcdef0123456789abcdef").is_err());
         assert!(SpanId::from_hex("é123456789abcde").is_err());
+        assert!(SpanId::from_hex("+1+1+1+1+1+1+1+1").is_err());
         assert_eq!(SpanId::from_hex("00000000000000ff").unwrap().0[7], 0xff);
     }
 

@@ -1,12 +1,12 @@
 //! The store: a directory of segments behind one `Send + Sync` handle.
 //!
-//! Writes go to an in-memory buffer that is cut into a block and written to
-//! the active segment whenever it reaches the block target size; `flush`
-//! writes what is buffered and fsyncs, sharing one fsync among concurrent
-//! callers (group commit). A full or old active segment is sealed and
-//! replaced. Reads see sealed segments, the active segment and the buffer.
+//! Appended spans go to the in-memory table and, in blocks, to the
+//! write-ahead log; `flush` writes what is buffered and fsyncs the log,
+//! sharing one fsync among concurrent callers (group commit). When the table
+//! is full (or old) it is written out as a sealed segment sorted by trace id
+//! and its log is deleted. Reads see sealed segments and the table.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -15,12 +15,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use crate::block;
 use crate::error::{Error, Result};
 use crate::fs::{now_unix_nanos, sync_dir};
+use crate::memtable::{write_segment, Memtable, SegmentLayout};
 use crate::options::Options;
-use crate::segment::{self, ActiveSegment, BlockMeta, BlockSource, SealedSegment};
+use crate::segment::{self, ActiveSegment, BlockMeta, BlockSource, FileKind, SealedSegment};
 use crate::span::{AnyValue, KeyValue, Span, TraceId};
 
 /// Name of the lock file that admits one writer process per directory.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// zstd level of write-ahead-log blocks: the log is short-lived, so speed
+/// matters more than size.
+const WAL_COMPRESSION_LEVEL: i32 = 1;
 
 /// A handle to an open store. Clones share the same store.
 ///
@@ -65,13 +70,17 @@ enum Mode {
 /// Everything the write path mutates, under one mutex.
 struct Writer {
     mode: Mode,
-    active: Option<ActiveSegment>,
-    /// Active segments of another (possibly crashed) writer, read-only.
-    frozen: Vec<ActiveSegment>,
-    pending: Vec<Span>,
-    pending_bytes: usize,
-    compressor: Option<zstd::bulk::Compressor<'static>>,
-    /// Blocks written since open; the unit group commit counts in.
+    /// The log of the table; `None` for read-only and closed stores.
+    wal: Option<ActiveSegment>,
+    table: Memtable,
+    /// How many spans of the table are in the log already.
+    logged: usize,
+    unlogged_bytes: usize,
+    /// Logs of another (possibly crashed) writer, read at open.
+    frozen: Vec<(ActiveSegment, Memtable)>,
+    wal_compressor: Option<zstd::bulk::Compressor<'static>>,
+    layout: Option<SegmentLayout>,
+    /// Log blocks written since open; the unit group commit counts in.
     written: u64,
     poisoned: Option<String>,
     next_id: u64,
@@ -87,15 +96,19 @@ struct SyncState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub sealed_segments: usize,
+    /// Write-ahead logs (the writer's, or those read by a read-only open).
     pub active_segments: usize,
     pub blocks: u64,
     pub spans: u64,
+    /// Spans appended but not yet written to the log.
     pub buffered_spans: u64,
-    /// Bytes of all segment files.
+    /// Spans in memory, waiting to be written to a sealed segment.
+    pub table_spans: u64,
+    /// Bytes of all segment and log files.
     pub disk_bytes: u64,
 }
 
-/// What `inspect` shows of one segment.
+/// What `inspect` shows of one segment or log.
 #[derive(Clone, Debug)]
 pub struct SegmentInfo {
     pub id: u64,
@@ -109,60 +122,25 @@ pub struct SegmentInfo {
 
 impl Store {
     /// Opens (or creates) the store in `dir`. A writer takes the directory's
-    /// lock, recovers a crashed writer's active segment (cutting a torn tail
-    /// back to the last whole block and sealing it) and starts a new active
-    /// segment.
+    /// lock and turns logs left by an earlier writer into sealed segments
+    /// (cutting a torn tail back to the last whole block first); a read-only
+    /// open reads them into memory and changes nothing.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        check_options(&opts)?;
         prepare_dir(&dir, &opts)?;
-        let lock = if opts.read_only {
-            None
+        let mut writer = if opts.read_only {
+            open_read_only(&dir)?
         } else {
-            Some(take_lock(&dir)?)
+            open_writer(&dir, &opts)?
         };
-        let listing = list_segments(&dir)?;
-        let mut sealed = Vec::new();
-        let mut frozen = Vec::new();
-        let mut next_id = listing.iter().map(|(id, _, _)| id + 1).max().unwrap_or(1);
-        for (_, is_sealed, path) in listing {
-            if is_sealed {
-                sealed.push(Arc::new(SealedSegment::open(&path)?));
-            } else if opts.read_only {
-                frozen.push(segment::recover_active(&path, false)?.segment);
-            } else if let Some(seg) = recover_for_writer(&dir, &path)? {
-                sealed.push(seg);
-            }
-        }
-        let mut writer = Writer {
-            mode: if opts.read_only {
-                Mode::ReadOnly
-            } else {
-                Mode::Writer
-            },
-            active: None,
-            frozen,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            compressor: None,
-            written: 0,
-            poisoned: None,
-            next_id,
-            lock,
-        };
-        if !opts.read_only {
-            let c = zstd::bulk::Compressor::new(opts.compression_level)
-                .map_err(|e| Error::io(&dir, "create zstd context", e))?;
-            writer.compressor = Some(c);
-            writer.active = Some(ActiveSegment::create(&dir, next_id)?);
-            next_id += 1;
-            writer.next_id = next_id;
-        }
+        let sealed = std::mem::take(&mut writer.1);
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
                 opts,
                 sealed: RwLock::new(Arc::new(sealed)),
-                writer: Mutex::new(writer),
+                writer: Mutex::new(writer.0),
                 sync: Mutex::new(SyncState {
                     synced: 0,
                     leader: false,
@@ -196,55 +174,44 @@ impl Store {
         }
         let mut w = self.inner.writable()?;
         for s in spans {
-            w.pending_bytes += s.encoded_size_hint();
-            w.pending.push(s);
-            if w.pending_bytes >= self.inner.opts.block_target_bytes {
-                self.inner.cut_block(&mut w)?;
+            w.unlogged_bytes += s.payload_size();
+            w.table.push(s);
+            if w.unlogged_bytes >= self.inner.opts.wal_block_bytes {
+                self.inner.log_pending(&mut w)?;
             }
         }
         self.inner.maybe_roll(&mut w)
     }
 
-    /// Makes everything appended so far durable: written, fsynced, and the
-    /// segment's directory entry fsynced. Concurrent callers share fsyncs.
-    /// An error means durability could not be promised; the store then
-    /// refuses writes until reopened.
+    /// Makes everything appended so far durable: written to the log and
+    /// fsynced (the log's directory entry was fsynced when it was created).
+    /// Concurrent callers share fsyncs. An error means durability could not
+    /// be promised; the store then refuses writes until reopened.
     pub fn flush(&self) -> Result<()> {
         let target = {
             let mut w = self.inner.writable()?;
-            self.inner.cut_block(&mut w)?;
+            self.inner.log_pending(&mut w)?;
             self.inner.maybe_roll(&mut w)?;
             w.written
         };
         self.inner.sync_to(target)
     }
 
-    /// Every span of the trace, ordered by start time, from sealed segments,
-    /// the active segment and the write buffer. Empty if unknown.
+    /// Every span of the trace, ordered by start time, from sealed segments
+    /// and the in-memory table. Empty if unknown.
     pub fn get_trace(&self, trace: TraceId) -> Result<Vec<Span>> {
-        let (sealed, tails, mut out) = {
+        let (sealed, mut out) = {
             let w = self.inner.readable()?;
-            let sealed = self.inner.sealed_snapshot();
-            let tails: Vec<(BlockSource, Vec<BlockMeta>)> = w
-                .tails()
-                .map(|t| (t.source(), t.trace_blocks(&trace)))
-                .collect();
-            let pending: Vec<Span> = w
-                .pending
-                .iter()
-                .filter(|s| s.trace_id == trace)
-                .cloned()
-                .collect();
-            (sealed, tails, pending)
+            let mut out: Vec<Span> = w.tables().flat_map(|t| t.trace(&trace)).collect();
+            out.shrink_to_fit();
+            (self.inner.sealed_snapshot(), out)
         };
         for seg in sealed.iter() {
             let metas = seg.trace_blocks(&trace)?;
-            let src = BlockSource::Mapped(seg.clone());
-            for m in metas {
-                out.extend(src.trace_spans(&m, &trace)?);
+            if metas.is_empty() {
+                continue;
             }
-        }
-        for (src, metas) in tails {
+            let src = BlockSource::Mapped(seg.clone());
             for m in metas {
                 out.extend(src.trace_spans(&m, &trace)?);
             }
@@ -257,12 +224,15 @@ impl Store {
 
     /// Streams every span whose start time lies in `range` (unix nanos,
     /// start inclusive, end exclusive). Only blocks whose time range overlaps
-    /// are read, one at a time, so memory stays bounded by one block. Spans
-    /// come segment by segment, block by block, not in global time order. A
-    /// damaged block yields an `Err` item and the scan goes on.
+    /// are read, one at a time; spans still in memory are copied up front.
+    /// Spans come segment by segment, block by block, not in global time
+    /// order. A damaged block yields an `Err` item and the scan goes on.
     pub fn scan(&self, range: Range<u64>) -> Result<Scan> {
-        let w = self.inner.readable()?;
-        let sealed = self.inner.sealed_snapshot();
+        let (sealed, table) = {
+            let w = self.inner.readable()?;
+            let table: Vec<Span> = w.tables().flat_map(|t| t.in_range(&range)).collect();
+            (self.inner.sealed_snapshot(), table)
+        };
         let mut blocks = VecDeque::new();
         for seg in sealed.iter() {
             if seg.trailer.max_start < range.start || seg.trailer.min_start >= range.end {
@@ -277,26 +247,10 @@ impl Store {
                 blocks.push_back((src.clone(), *m));
             }
         }
-        for t in w.tails() {
-            let src = t.source();
-            for m in t
-                .blocks
-                .iter()
-                .filter(|m| m.overlaps(range.start, range.end))
-            {
-                blocks.push_back((src.clone(), *m));
-            }
-        }
-        let pending: Vec<Span> = w
-            .pending
-            .iter()
-            .filter(|s| range.contains(&s.start_time_unix_nano))
-            .cloned()
-            .collect();
         Ok(Scan {
             range,
             blocks,
-            current: pending.into_iter(),
+            current: table.into_iter(),
         })
     }
 
@@ -304,17 +258,28 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats> {
         let infos = self.segments()?;
         let w = self.inner.readable()?;
+        let table: usize = w.tables().map(Memtable::len).sum();
         Ok(StoreStats {
             sealed_segments: infos.iter().filter(|i| i.sealed).count(),
             active_segments: infos.iter().filter(|i| !i.sealed).count(),
-            blocks: infos.iter().map(|i| i.blocks.len() as u64).sum(),
-            spans: infos.iter().map(|i| i.spans).sum::<u64>() + w.pending.len() as u64,
-            buffered_spans: w.pending.len() as u64,
+            blocks: infos
+                .iter()
+                .filter(|i| i.sealed)
+                .map(|i| i.blocks.len() as u64)
+                .sum(),
+            spans: infos
+                .iter()
+                .filter(|i| i.sealed)
+                .map(|i| i.spans)
+                .sum::<u64>()
+                + table as u64,
+            buffered_spans: (w.table.len() - w.logged) as u64,
+            table_spans: table as u64,
             disk_bytes: infos.iter().map(|i| i.file_bytes).sum(),
         })
     }
 
-    /// Every segment with its blocks, oldest first.
+    /// Every sealed segment, oldest first, then the logs.
     pub fn segments(&self) -> Result<Vec<SegmentInfo>> {
         let w = self.inner.readable()?;
         let mut out: Vec<SegmentInfo> = self
@@ -331,7 +296,8 @@ impl Store {
                 traces: s.trace_index().len(),
             })
             .collect();
-        out.extend(w.tails().map(|t| SegmentInfo {
+        let logs = w.frozen.iter().map(|(a, _)| a).chain(w.wal.iter());
+        out.extend(logs.map(|t| SegmentInfo {
             id: t.id,
             path: t.path.as_path().to_path_buf(),
             sealed: false,
@@ -348,33 +314,54 @@ impl Store {
         self.inner.sealed_snapshot()
     }
 
-    /// Seals the active segment now (if it holds anything) and starts a new
-    /// one. Everything appended before is durable when this returns.
+    /// Writes the in-memory table out as a sealed segment now (if it holds
+    /// anything) and starts a new log. Everything appended before is durable
+    /// when this returns.
     pub fn seal_active(&self) -> Result<()> {
         let mut w = self.inner.writable()?;
-        self.inner.cut_block(&mut w)?;
         self.inner.roll(&mut w, true)
     }
 
-    /// Flushes, seals the active segment and releases the directory lock.
-    /// Further calls on any clone of this handle return [`Error::Closed`].
+    /// Flushes, writes the table out as a sealed segment and releases the
+    /// directory lock. Further calls on any clone of this handle return
+    /// [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
-        let mut w = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.inner.lock();
         self.inner.close_locked(&mut w)
     }
 }
 
 impl Writer {
-    /// The active segment and any frozen ones, for reading.
-    fn tails(&self) -> impl Iterator<Item = &ActiveSegment> {
-        self.frozen.iter().chain(self.active.iter())
+    fn new(mode: Mode) -> Writer {
+        Writer {
+            mode,
+            wal: None,
+            table: Memtable::default(),
+            logged: 0,
+            unlogged_bytes: 0,
+            frozen: Vec::new(),
+            wal_compressor: None,
+            layout: None,
+            written: 0,
+            poisoned: None,
+            next_id: 1,
+            lock: None,
+        }
+    }
+
+    /// The writer's table and any frozen ones, for reading.
+    fn tables(&self) -> impl Iterator<Item = &Memtable> {
+        self.frozen
+            .iter()
+            .map(|(_, t)| t)
+            .chain(std::iter::once(&self.table))
     }
 }
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Writer> {
-        // A panic while holding the lock cannot leave the file inconsistent
-        // (blocks are only recorded after they are written), so the state is
+        // A panic while holding the lock cannot leave the files inconsistent
+        // (blocks are recorded only after they are written), so the state is
         // still usable.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -407,7 +394,7 @@ impl Inner {
     }
 
     /// Any failure on the write path makes the writer refuse further writes:
-    /// the file's tail is unknown and an fsync error may have dropped pages.
+    /// the log's tail is unknown and an fsync error may have dropped pages.
     fn poison<T>(&self, w: &mut Writer, r: Result<T>) -> Result<T> {
         if let Err(e) = &r {
             w.poisoned = Some(e.to_string());
@@ -419,63 +406,81 @@ impl Inner {
         r
     }
 
-    /// Encodes the buffered spans into a block and appends it.
-    fn cut_block(&self, w: &mut Writer) -> Result<()> {
-        if w.pending.is_empty() {
+    /// Writes the table's spans not yet logged as one log block.
+    fn log_pending(&self, w: &mut Writer) -> Result<()> {
+        if w.logged == w.table.len() {
             return Ok(());
         }
-        let encoded = block::encode_block(&w.pending, w.compressor.as_mut())
-            .map_err(|e| Error::io(&self.dir, "compress block", e));
-        let r = encoded.and_then(|b| w.active.as_mut().ok_or(Error::Closed)?.append(&b));
+        let Writer {
+            table,
+            wal_compressor,
+            wal,
+            logged,
+            ..
+        } = &mut *w;
+        let r = block::encode_block(table.tail(*logged), wal_compressor.as_mut())
+            .map_err(|e| Error::io(&self.dir, "encode block", e))
+            .and_then(|b| wal.as_mut().ok_or(Error::Closed)?.append(&b));
         self.poison(w, r)?;
-        w.pending.clear();
-        w.pending_bytes = 0;
+        w.logged = w.table.len();
+        w.unlogged_bytes = 0;
         w.written += 1;
         Ok(())
     }
 
     fn maybe_roll(&self, w: &mut Writer) -> Result<()> {
-        let Some(active) = &w.active else {
-            return Ok(());
-        };
-        let age = now_unix_nanos().saturating_sub(active.created_unix_nano);
-        let full = active.len() >= self.opts.segment_max_bytes;
-        let old = !active.is_empty() && age >= self.opts.segment_max_age.as_nanos() as u64;
+        let Some(wal) = &w.wal else { return Ok(()) };
+        let age = now_unix_nanos().saturating_sub(wal.created_unix_nano);
+        let full = w.table.bytes() as u64 >= self.opts.segment_max_bytes;
+        let old = !w.table.is_empty() && age >= self.opts.segment_max_age.as_nanos() as u64;
         if full || old {
             self.roll(w, true)?;
         }
         Ok(())
     }
 
-    /// Seals the active segment (discarding it if empty) and, with
-    /// `reopen`, creates the next one.
+    /// Writes the table out as a sealed segment with the log's id, publishes
+    /// it, then deletes the log; with `reopen`, starts the next log. A crash
+    /// between the seal and the delete leaves both, and the next open deletes
+    /// the log because its segment exists.
     fn roll(&self, w: &mut Writer, reopen: bool) -> Result<()> {
-        let Some(active) = w.active.take() else {
+        self.log_pending(w)?;
+        let Some(wal) = w.wal.take() else {
             return Ok(());
         };
-        let r = if active.is_empty() {
-            active.discard(&self.dir).map(|_| None)
-        } else {
-            active
-                .seal(&self.dir)
-                .and_then(|p| SealedSegment::open(&p))
-                .map(Some)
-        };
-        let sealed = self.poison(w, r)?;
-        // A seal fsyncs the file, so every block written so far is durable.
-        self.mark_synced(w.written);
-        if let Some(seg) = sealed {
-            let mut list = self.sealed.write().unwrap_or_else(|e| e.into_inner());
-            let mut v = (**list).clone();
-            v.push(Arc::new(seg));
-            *list = Arc::new(v);
+        let mut spans = w.table.take();
+        w.logged = 0;
+        if !spans.is_empty() {
+            let layout = w.layout.as_mut().ok_or(Error::Closed);
+            let r = layout.and_then(|l| write_segment(&self.dir, wal.id, &mut spans, l));
+            match self.poison(w, r) {
+                Ok(seg) => self.publish(seg),
+                Err(e) => {
+                    // The log still holds every span; keep them readable.
+                    w.table = Memtable::from_spans(spans);
+                    w.logged = w.table.len();
+                    w.wal = Some(wal);
+                    return Err(e);
+                }
+            }
         }
+        let r = wal.discard(&self.dir);
+        self.poison(w, r)?;
+        // The sealed segment was fsynced: every logged block is durable.
+        self.mark_synced(w.written);
         if reopen {
-            let r = ActiveSegment::create(&self.dir, w.next_id);
-            w.active = Some(self.poison(w, r)?);
+            let r = ActiveSegment::create_wal(&self.dir, w.next_id);
+            w.wal = Some(self.poison(w, r)?);
             w.next_id += 1;
         }
         Ok(())
+    }
+
+    fn publish(&self, seg: Arc<SealedSegment>) {
+        let mut list = self.sealed.write().unwrap_or_else(|e| e.into_inner());
+        let mut v = (**list).clone();
+        v.push(seg);
+        *list = Arc::new(v);
     }
 
     fn mark_synced(&self, upto: u64) {
@@ -500,7 +505,7 @@ impl Inner {
         }
         s.leader = true;
         drop(s);
-        let r = self.sync_active();
+        let r = self.sync_log();
         let mut s = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         s.leader = false;
         if let Ok(upto) = &r {
@@ -515,11 +520,11 @@ impl Inner {
         }
     }
 
-    /// Fsyncs the active file; returns how many blocks that covered.
-    fn sync_active(&self) -> Result<u64> {
+    /// Fsyncs the log; returns how many blocks that covered.
+    fn sync_log(&self) -> Result<u64> {
         let (upto, file, path) = {
             let w = self.writable()?;
-            match &w.active {
+            match &w.wal {
                 Some(a) => (w.written, a.file.clone(), a.path.clone()),
                 None => return Ok(w.written),
             }
@@ -527,7 +532,7 @@ impl Inner {
         match file.sync_data() {
             Ok(()) => Ok(upto),
             Err(e) => {
-                let err = Error::io(path.as_path(), "fsync segment", e);
+                let err = Error::io(path.as_path(), "fsync write-ahead log", e);
                 let mut w = self.lock();
                 self.poison(&mut w, Err(err))
             }
@@ -535,14 +540,14 @@ impl Inner {
     }
 
     fn close_locked(&self, w: &mut Writer) -> Result<()> {
-        if w.mode != Mode::Writer || w.poisoned.is_some() {
-            w.mode = Mode::Closed;
-            w.lock = None;
-            return Ok(());
-        }
-        let r = self.cut_block(w).and_then(|_| self.roll(w, false));
+        let r = if w.mode == Mode::Writer && w.poisoned.is_none() {
+            self.roll(w, false)
+        } else {
+            Ok(())
+        };
         w.mode = Mode::Closed;
-        w.pending.clear();
+        w.table.take();
+        w.frozen.clear();
         if let Some(lock) = w.lock.take() {
             let _ = lock.unlock();
         }
@@ -553,29 +558,12 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let w = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
-        let mut w = std::mem::replace(w, Writer::closed());
+        let mut w = std::mem::replace(w, Writer::new(Mode::Closed));
         if let Err(e) = self.close_locked(&mut w) {
             log::warn!(
                 "spanlog: closing {} on drop failed: {e}",
                 self.dir.display()
             );
-        }
-    }
-}
-
-impl Writer {
-    fn closed() -> Writer {
-        Writer {
-            mode: Mode::Closed,
-            active: None,
-            frozen: Vec::new(),
-            pending: Vec::new(),
-            pending_bytes: 0,
-            compressor: None,
-            written: 0,
-            poisoned: None,
-            next_id: 0,
-            lock: None,
         }
     }
 }
@@ -609,6 +597,25 @@ impl Iterator for Scan {
             }
         }
     }
+}
+
+fn check_options(opts: &Options) -> Result<()> {
+    // A block is cut after the span that crosses its target, and a segment
+    // block may grow to four targets within one trace: all must stay well
+    // below what a reader accepts.
+    let max = (block::MAX_RAW_LEN / 8) as usize;
+    for (name, v) in [
+        ("block_target_bytes", opts.block_target_bytes),
+        ("wal_block_bytes", opts.wal_block_bytes),
+        ("max_span_bytes", opts.max_span_bytes),
+    ] {
+        if v == 0 || v > max {
+            return Err(Error::InvalidInput(format!(
+                "option {name} = {v} must be between 1 and {max}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
@@ -649,16 +656,16 @@ fn take_lock(dir: &Path) -> Result<File> {
     }
 }
 
-/// Segment files of the directory as (id, sealed, path), by id. Other files
-/// are left alone.
-fn list_segments(dir: &Path) -> Result<Vec<(u64, bool, PathBuf)>> {
+/// Store files of the directory as (id, kind, path), by id. Other files are
+/// left alone.
+fn list_files(dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list store directory", e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, "list store directory", e))?;
         let name = entry.file_name();
         match name.to_str().and_then(segment::parse_name) {
-            Some((id, sealed)) => out.push((id, sealed, entry.path())),
+            Some((id, kind)) => out.push((id, kind, entry.path())),
             None if name != LOCK_FILE => log::debug!(
                 "spanlog: ignoring foreign file {:?} in {}",
                 name,
@@ -671,22 +678,121 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, bool, PathBuf)>> {
     Ok(out)
 }
 
-/// Recovers an active segment left by an earlier writer: cuts a torn tail,
-/// then seals it (or removes it if it holds no block).
-fn recover_for_writer(dir: &Path, path: &Path) -> Result<Option<Arc<SealedSegment>>> {
-    let r = segment::recover_active(path, true)?;
+type Opened = (Writer, Vec<Arc<SealedSegment>>);
+
+/// Opens for writing: removes unfinished segment files, turns earlier logs
+/// into sealed segments, and starts a new log.
+fn open_writer(dir: &Path, opts: &Options) -> Result<Opened> {
+    let mut w = Writer::new(Mode::Writer);
+    w.lock = Some(take_lock(dir)?);
+    let files = list_files(dir)?;
+    let sealed_ids: BTreeSet<u64> = files
+        .iter()
+        .filter(|f| f.1 == FileKind::Segment)
+        .map(|f| f.0)
+        .collect();
+    let mut layout = SegmentLayout {
+        block_bytes: opts.block_target_bytes,
+        compressor: zstd::bulk::Compressor::new(opts.compression_level)
+            .map_err(|e| Error::io(dir, "create zstd context", e))?,
+    };
+    // Unfinished segments go first: recovering a log rewrites its segment
+    // under the same temporary name.
+    for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Temp) {
+        remove_leftover(dir, path, "an unfinished segment")?;
+    }
+    let mut sealed = Vec::new();
+    for (id, kind, path) in &files {
+        match kind {
+            FileKind::Segment => sealed.push(Arc::new(SealedSegment::open(path)?)),
+            FileKind::Temp => {}
+            FileKind::Wal if sealed_ids.contains(id) => {
+                remove_leftover(dir, path, "a log whose segment was sealed")?
+            }
+            FileKind::Wal => sealed.extend(recover_log(dir, path, &mut layout)?),
+        }
+    }
+    sealed.sort_by_key(|s| s.id);
+    let last = files.iter().map(|f| f.0).max().unwrap_or(0);
+    w.next_id = last
+        .checked_add(1)
+        .ok_or_else(|| Error::InvalidInput("segment ids exhausted".into()))?;
+    w.wal = Some(ActiveSegment::create_wal(dir, w.next_id)?);
+    w.next_id += 1;
+    w.wal_compressor = Some(
+        zstd::bulk::Compressor::new(WAL_COMPRESSION_LEVEL)
+            .map_err(|e| Error::io(dir, "create zstd context", e))?,
+    );
+    w.layout = Some(layout);
+    Ok((w, sealed))
+}
+
+fn remove_leftover(dir: &Path, path: &Path, what: &str) -> Result<()> {
+    log::info!("spanlog: removing {what}: {}", path.display());
+    std::fs::remove_file(path).map_err(|e| Error::io(path, "remove leftover file", e))?;
+    sync_dir(dir)
+}
+
+/// Turns a log left by an earlier writer into a sealed segment: cuts a torn
+/// tail (logged with its offset), writes the spans sorted, deletes the log.
+fn recover_log(
+    dir: &Path,
+    path: &Path,
+    layout: &mut SegmentLayout,
+) -> Result<Option<Arc<SealedSegment>>> {
+    let mut r = segment::recover_active(path, true)?;
     if let Some((offset, why)) = &r.torn_tail {
         log::warn!(
             "spanlog: {} had a torn tail; truncated to byte offset {offset} ({why})",
             path.display()
         );
     }
-    if r.segment.is_empty() {
-        r.segment.discard(dir)?;
-        return Ok(None);
+    let seg = if r.spans.is_empty() {
+        None
+    } else {
+        Some(write_segment(dir, r.segment.id, &mut r.spans, layout)?)
+    };
+    r.segment.discard(dir)?;
+    Ok(seg)
+}
+
+/// Opens without writing anything: sealed segments are mapped, logs are read
+/// into memory up to their last valid block. A writer may seal a log and
+/// delete it meanwhile; then the listing is taken again.
+fn open_read_only(dir: &Path) -> Result<Opened> {
+    let mut attempt = 0;
+    loop {
+        match try_open_read_only(dir) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < 10 =>
+            {
+                attempt += 1
+            }
+            r => return r,
+        }
     }
-    let sealed = r.segment.seal(dir)?;
-    Ok(Some(Arc::new(SealedSegment::open(&sealed)?)))
+}
+
+fn try_open_read_only(dir: &Path) -> Result<Opened> {
+    let mut w = Writer::new(Mode::ReadOnly);
+    let files = list_files(dir)?;
+    let sealed_ids: BTreeSet<u64> = files
+        .iter()
+        .filter(|f| f.1 == FileKind::Segment)
+        .map(|f| f.0)
+        .collect();
+    let mut sealed = Vec::new();
+    for (id, kind, path) in files {
+        match kind {
+            FileKind::Segment => sealed.push(Arc::new(SealedSegment::open(&path)?)),
+            FileKind::Wal if !sealed_ids.contains(&id) => {
+                let r = segment::recover_active(&path, false)?;
+                w.frozen.push((r.segment, Memtable::from_spans(r.spans)));
+            }
+            _ => {}
+        }
+    }
+    Ok((w, sealed))
 }
 
 /// Checks a span before it is accepted.

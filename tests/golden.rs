@@ -22,7 +22,7 @@ fn fixtures() -> PathBuf {
 }
 
 const SEALED: &str = "00000000000000000001.seg";
-const TORN: &str = "00000000000000000002.active";
+const TORN: &str = "00000000000000000002.wal";
 const FLIPPED: &str = "flipped-block.seg";
 
 fn resource(service: &str) -> Resource {
@@ -139,7 +139,7 @@ fn spans() -> Vec<Span> {
 
 /// Writes the fixture segment into `dir`: three blocks of eight spans.
 fn write_segment(dir: &Path, id: u64) -> ActiveSegment {
-    let mut seg = ActiveSegment::create(dir, id).unwrap();
+    let mut seg = ActiveSegment::create_wal(dir, id).unwrap();
     let mut c = zstd::bulk::Compressor::new(3).unwrap();
     for chunk in spans().chunks(8) {
         seg.append(&encode_block(chunk, Some(&mut c)).unwrap())
