@@ -8,6 +8,7 @@
 //! specified byte for byte in `format-spec.md`, section "Block".
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -183,7 +184,15 @@ pub fn encode_block(
     spans: &[Span],
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) -> std::io::Result<EncodedBlock> {
-    let mut rows: Vec<&Span> = spans.iter().collect();
+    encode_rows(spans.iter().collect(), compressor)
+}
+
+/// Encodes borrowed spans into a block (sorting them as blocks require).
+/// `rows` must not be empty.
+pub fn encode_rows(
+    mut rows: Vec<&Span>,
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+) -> std::io::Result<EncodedBlock> {
     rows.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
     });
@@ -418,21 +427,11 @@ impl<'a> Encoder<'a> {
     }
 
     fn resource_index(&mut self, r: &'a Resource) -> u64 {
-        // Blocks hold a handful of distinct resources: a linear search from
-        // the most recent one beats hashing every attribute of every span.
-        if let Some(i) = self.resources.iter().rposition(|x| *x == r) {
-            return i as u64;
-        }
-        self.resources.push(r);
-        (self.resources.len() - 1) as u64
+        table_index(&mut self.resources, r)
     }
 
     fn scope_index(&mut self, s: &'a Scope) -> u64 {
-        if let Some(i) = self.scopes.iter().rposition(|x| *x == s) {
-            return i as u64;
-        }
-        self.scopes.push(s);
-        (self.scopes.len() - 1) as u64
+        table_index(&mut self.scopes, s)
     }
 
     fn attrs(&mut self, out: &mut Vec<u8>, list: &'a [KeyValue]) {
@@ -477,6 +476,23 @@ impl<'a> Encoder<'a> {
                 out.push(TAG_KVLIST);
                 self.attrs(out, list);
             }
+        }
+    }
+}
+
+/// Index of `item` in a block's resource or scope table, adding it if new.
+/// Spans of one resource usually share one allocation, so identity is
+/// checked first; equal values in separate allocations still share an entry.
+fn table_index<'a, T: PartialEq>(table: &mut Vec<&'a T>, item: &'a T) -> u64 {
+    let found = table
+        .iter()
+        .rposition(|x| std::ptr::eq(*x, item))
+        .or_else(|| table.iter().rposition(|x| *x == item));
+    match found {
+        Some(i) => i as u64,
+        None => {
+            table.push(item);
+            (table.len() - 1) as u64
         }
     }
 }
@@ -545,8 +561,8 @@ pub struct BlockView<'a> {
     col_offsets: [usize; COLUMN_COUNT],
     strings: Vec<&'a str>,
     runs: Vec<(TraceId, u32)>,
-    resources: Vec<Resource>,
-    scopes: Vec<Scope>,
+    resources: Vec<Arc<Resource>>,
+    scopes: Vec<Arc<Scope>>,
     span_count: usize,
 }
 
@@ -639,11 +655,11 @@ impl<'a> BlockView<'a> {
             let attributes = c.attrs(&self.strings, 0)?;
             let dropped_attributes_count = c.varint_u32()?;
             let schema_url = c.string(&self.strings)?;
-            self.resources.push(Resource {
+            self.resources.push(Arc::new(Resource {
                 attributes,
                 dropped_attributes_count,
                 schema_url,
-            });
+            }));
         }
         c.finish()?;
         let mut c = self.cursor(COL_SCOPES);
@@ -654,13 +670,13 @@ impl<'a> BlockView<'a> {
             let attributes = c.attrs(&self.strings, 0)?;
             let dropped_attributes_count = c.varint_u32()?;
             let schema_url = c.string(&self.strings)?;
-            self.scopes.push(Scope {
+            self.scopes.push(Arc::new(Scope {
                 name,
                 version,
                 attributes,
                 dropped_attributes_count,
                 schema_url,
-            });
+            }));
         }
         c.finish()
     }
@@ -1122,10 +1138,12 @@ mod tests {
         };
         s.attributes
             .push(KeyValue::new("n", AnyValue::Int(i64::from(id))));
-        s.resource.attributes.push(KeyValue::new(
-            "service.name",
-            AnyValue::String(format!("svc{}", trace % 2)),
-        ));
+        Arc::make_mut(&mut s.resource)
+            .attributes
+            .push(KeyValue::new(
+                "service.name",
+                AnyValue::String(format!("svc{}", trace % 2)),
+            ));
         s
     }
 

@@ -824,7 +824,7 @@ struct Service {
     rpc_service: String,
     instances: Vec<Instance>,
     /// One per `Cat`.
-    scopes: Vec<Scope>,
+    scopes: Vec<std::sync::Arc<Scope>>,
     db: Database,
     ops: Vec<Operation>,
     op_weights: Vec<f64>,
@@ -832,7 +832,7 @@ struct Service {
 
 /// One running copy of a service; its resource is shared by all its spans.
 struct Instance {
-    resource: Resource,
+    resource: std::sync::Arc<Resource>,
     ip: String,
 }
 
@@ -1002,7 +1002,10 @@ impl Service {
             .collect();
         Service {
             rpc_service: format!("shop.{}.v1.{}Service", noun(&name), camel(&name)),
-            scopes: scopes(lang, &name, &version),
+            scopes: scopes(lang, &name, &version)
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect(),
             db: Database::new(rng, &name),
             instances,
             name,
@@ -1065,7 +1068,10 @@ fn instance(rng: &mut Rng, svc: &str, lang: &Lang, version: &str, k: u64) -> Ins
         dropped_attributes_count: 0,
         schema_url,
     };
-    Instance { resource, ip }
+    Instance {
+        resource: resource.into(),
+        ip,
+    }
 }
 
 fn scopes(lang: &Lang, svc: &str, version: &str) -> Vec<Scope> {
@@ -2396,7 +2402,7 @@ mod tests {
         for s in &spans {
             let id = s.resource.attributes[3].value.to_query_string();
             assert_eq!(s.resource.attributes[3].key, "service.instance.id");
-            assert_eq!(**seen.entry(id).or_insert(&s.resource), s.resource);
+            assert_eq!(**seen.entry(id).or_insert(&s.resource), *s.resource);
         }
     }
 

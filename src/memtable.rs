@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::block::encode_block;
+use crate::block::encode_rows;
 use crate::error::Result;
 use crate::hash::FastMap;
 use crate::segment::{ActiveSegment, SealedSegment};
@@ -30,11 +30,19 @@ impl Memtable {
         m
     }
 
-    pub fn push(&mut self, s: Span) {
-        self.bytes += s.payload_size();
+    /// Adds a span; returns its approximate size.
+    pub fn push(&mut self, s: Span) -> usize {
+        let size = s.payload_size();
+        self.bytes += size;
         let i = self.spans.len() as u32;
         self.by_trace.entry(s.trace_id).or_default().push(i);
         self.spans.push(s);
+        size
+    }
+
+    /// Every span, in arrival order.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
     }
 
     pub fn len(&self) -> usize {
@@ -89,14 +97,16 @@ pub struct SegmentLayout {
 /// and start time, so that a trace is read from one block in the common
 /// case. Blocks end at trace boundaries unless one trace alone grows past
 /// four times the block size. Written under a temporary name, fsynced and
-/// renamed: a crash leaves either no segment or a whole one.
+/// renamed: a crash leaves either no segment or a whole one. The spans are
+/// only borrowed, so readers can keep using them meanwhile.
 pub fn write_segment(
     dir: &Path,
     id: u64,
-    spans: &mut [Span],
+    spans: &[Span],
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
-    spans.sort_by(|a, b| {
+    let mut rows: Vec<&Span> = spans.iter().collect();
+    rows.sort_unstable_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
             b.trace_id,
             b.start_time_unix_nano,
@@ -105,7 +115,7 @@ pub fn write_segment(
     });
     let mut seg = ActiveSegment::create_temp(dir, id)?;
     let temp = seg.path.clone();
-    let r = fill(&mut seg, spans, layout).and_then(|_| seg.seal(dir));
+    let r = fill(&mut seg, &rows, layout).and_then(|_| seg.seal(dir));
     match r {
         Ok(path) => Ok(Arc::new(SealedSegment::open(&path)?)),
         Err(e) => {
@@ -115,25 +125,25 @@ pub fn write_segment(
     }
 }
 
-fn fill(seg: &mut ActiveSegment, spans: &[Span], layout: &mut SegmentLayout) -> Result<()> {
+fn fill(seg: &mut ActiveSegment, rows: &[&Span], layout: &mut SegmentLayout) -> Result<()> {
     let target = layout.block_bytes.max(1);
     let (mut start, mut bytes) = (0usize, 0usize);
-    for i in 0..spans.len() {
-        let new_trace = i > start && spans[i].trace_id != spans[i - 1].trace_id;
+    for i in 0..rows.len() {
+        let new_trace = i > start && rows[i].trace_id != rows[i - 1].trace_id;
         if bytes >= target && (new_trace || bytes >= 4 * target) {
-            append(seg, &spans[start..i], layout)?;
+            append(seg, &rows[start..i], layout)?;
             (start, bytes) = (i, 0);
         }
-        bytes += spans[i].payload_size();
+        bytes += rows[i].payload_size();
     }
-    if start < spans.len() {
-        append(seg, &spans[start..], layout)?;
+    if start < rows.len() {
+        append(seg, &rows[start..], layout)?;
     }
     Ok(())
 }
 
-fn append(seg: &mut ActiveSegment, spans: &[Span], layout: &mut SegmentLayout) -> Result<()> {
-    let block = encode_block(spans, Some(&mut layout.compressor))
+fn append(seg: &mut ActiveSegment, rows: &[&Span], layout: &mut SegmentLayout) -> Result<()> {
+    let block = encode_rows(rows.to_vec(), Some(&mut layout.compressor))
         .map_err(|e| crate::Error::io(seg.path.as_path(), "encode block", e))?;
     seg.append(&block)
 }
@@ -148,7 +158,7 @@ mod tests {
     #[test]
     fn segment_keeps_each_trace_in_one_block() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spans: Vec<Span> = (0..3000u32)
+        let spans: Vec<Span> = (0..3000u32)
             .map(|i| Span {
                 trace_id: TraceId([(i % 50 + 1) as u8; 16]),
                 span_id: SpanId([(i % 251) as u8 + 1, (i / 251) as u8, 0, 0, 0, 0, 0, 1]),
@@ -162,7 +172,7 @@ mod tests {
             block_bytes: 10_000,
             compressor: zstd::bulk::Compressor::new(3).unwrap(),
         };
-        let seg = write_segment(dir.path(), 5, &mut spans, &mut layout).unwrap();
+        let seg = write_segment(dir.path(), 5, &spans, &mut layout).unwrap();
         assert!(seg.blocks.len() > 5);
         let src = BlockSource::Mapped(seg.clone());
         for t in 1..=50u8 {

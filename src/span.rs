@@ -5,6 +5,7 @@
 //! survives a round trip and compares equal to itself.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -294,8 +295,11 @@ pub struct Span {
     pub links: Vec<Link>,
     pub dropped_links_count: u32,
     pub status: Status,
-    pub resource: Resource,
-    pub scope: Scope,
+    /// Shared: the spans of one resource (as in one OTLP `ResourceSpans`)
+    /// point to one copy.
+    pub resource: Arc<Resource>,
+    /// Shared like the resource.
+    pub scope: Arc<Scope>,
 }
 
 impl Span {
@@ -427,10 +431,12 @@ mod tests {
     fn service_name_comes_from_resource() {
         let mut s = Span::default();
         assert_eq!(s.service_name(), None);
-        s.resource.attributes.push(KeyValue::new(
-            "service.name",
-            AnyValue::String("api".into()),
-        ));
+        Arc::make_mut(&mut s.resource)
+            .attributes
+            .push(KeyValue::new(
+                "service.name",
+                AnyValue::String("api".into()),
+            ));
         assert_eq!(s.service_name(), Some("api"));
     }
 }

@@ -3,14 +3,17 @@
 //! Appended spans go to the in-memory table and, in blocks, to the
 //! write-ahead log; `flush` writes what is buffered and fsyncs the log,
 //! sharing one fsync among concurrent callers (group commit). When the table
-//! is full (or old) it is written out as a sealed segment sorted by trace id
-//! and its log is deleted. Reads see sealed segments and the table.
+//! is full (or old) it is frozen and a new table and log start; a background
+//! thread, the sealer, writes the frozen table out as a sealed segment sorted
+//! by trace id, publishes it and deletes its log. Reads see sealed segments,
+//! the frozen table and the current one.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
 
 use crate::block;
 use crate::error::{Error, Result};
@@ -49,6 +52,21 @@ const WAL_COMPRESSION_LEVEL: i32 = 1;
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Closes the store when the last clone of the handle goes.
+    _closer: Arc<Closer>,
+}
+
+struct Closer(Arc<Inner>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.close() {
+            log::warn!(
+                "spanlog: closing {} on drop failed: {e}",
+                self.0.dir.display()
+            );
+        }
+    }
 }
 
 struct Inner {
@@ -56,8 +74,11 @@ struct Inner {
     opts: Options,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
     writer: Mutex<Writer>,
+    /// Signalled when the frozen table is taken, sealed or the store stops.
+    changed: Condvar,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    sealer: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -78,13 +99,22 @@ struct Writer {
     unlogged_bytes: usize,
     /// Logs of another (possibly crashed) writer, read at open.
     frozen: Vec<(ActiveSegment, Memtable)>,
+    /// A full table whose log is fsynced, being written out by the sealer.
+    imm: Option<Arc<Frozen>>,
+    /// Asks the sealer to exit once `imm` is empty.
+    stop: bool,
     wal_compressor: Option<zstd::bulk::Compressor<'static>>,
-    layout: Option<SegmentLayout>,
     /// Log blocks written since open; the unit group commit counts in.
     written: u64,
     poisoned: Option<String>,
     next_id: u64,
     lock: Option<File>,
+}
+
+/// A table with its complete, fsynced log.
+struct Frozen {
+    wal: ActiveSegment,
+    table: Memtable,
 }
 
 struct SyncState {
@@ -129,24 +159,37 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         check_options(&opts)?;
         prepare_dir(&dir, &opts)?;
-        let mut writer = if opts.read_only {
-            open_read_only(&dir)?
+        let (writer, sealed, layout) = if opts.read_only {
+            let (w, s) = open_read_only(&dir)?;
+            (w, s, None)
         } else {
-            open_writer(&dir, &opts)?
+            let (w, s, l) = open_writer(&dir, &opts)?;
+            (w, s, Some(l))
         };
-        let sealed = std::mem::take(&mut writer.1);
-        Ok(Store {
-            inner: Arc::new(Inner {
-                dir,
-                opts,
-                sealed: RwLock::new(Arc::new(sealed)),
-                writer: Mutex::new(writer.0),
-                sync: Mutex::new(SyncState {
-                    synced: 0,
-                    leader: false,
-                }),
-                synced: Condvar::new(),
+        let inner = Arc::new(Inner {
+            dir,
+            opts,
+            sealed: RwLock::new(Arc::new(sealed)),
+            writer: Mutex::new(writer),
+            changed: Condvar::new(),
+            sync: Mutex::new(SyncState {
+                synced: 0,
+                leader: false,
             }),
+            synced: Condvar::new(),
+            sealer: Mutex::new(None),
+        });
+        if let Some(layout) = layout {
+            let worker = inner.clone();
+            let handle = std::thread::Builder::new()
+                .name("spanlog-sealer".into())
+                .spawn(move || worker.run_sealer(layout))
+                .map_err(|e| Error::io(&inner.dir, "start sealer thread", e))?;
+            *inner.sealer.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        }
+        Ok(Store {
+            _closer: Arc::new(Closer(inner.clone())),
+            inner,
         })
     }
 
@@ -174,13 +217,12 @@ impl Store {
         }
         let mut w = self.inner.writable()?;
         for s in spans {
-            w.unlogged_bytes += s.payload_size();
-            w.table.push(s);
+            w.unlogged_bytes += w.table.push(s);
             if w.unlogged_bytes >= self.inner.opts.wal_block_bytes {
                 self.inner.log_pending(&mut w)?;
             }
         }
-        self.inner.maybe_roll(&mut w)
+        self.inner.maybe_roll(w).map(drop)
     }
 
     /// Makes everything appended so far durable: written to the log and
@@ -191,8 +233,7 @@ impl Store {
         let target = {
             let mut w = self.inner.writable()?;
             self.inner.log_pending(&mut w)?;
-            self.inner.maybe_roll(&mut w)?;
-            w.written
+            self.inner.maybe_roll(w)?.written
         };
         self.inner.sync_to(target)
     }
@@ -296,7 +337,13 @@ impl Store {
                 traces: s.trace_index().len(),
             })
             .collect();
-        let logs = w.frozen.iter().map(|(a, _)| a).chain(w.wal.iter());
+        let imm = w.imm.as_ref().map(|f| &f.wal);
+        let logs = w
+            .frozen
+            .iter()
+            .map(|(a, _)| a)
+            .chain(imm)
+            .chain(w.wal.iter());
         out.extend(logs.map(|t| SegmentInfo {
             id: t.id,
             path: t.path.as_path().to_path_buf(),
@@ -315,19 +362,20 @@ impl Store {
     }
 
     /// Writes the in-memory table out as a sealed segment now (if it holds
-    /// anything) and starts a new log. Everything appended before is durable
-    /// when this returns.
+    /// anything) and starts a new log; returns once the segment is sealed.
+    /// Everything appended before is durable when this returns.
     pub fn seal_active(&self) -> Result<()> {
-        let mut w = self.inner.writable()?;
-        self.inner.roll(&mut w, true)
+        let w = self.inner.writable()?;
+        let w = self.inner.freeze(w, true, true)?;
+        self.inner.wait_sealed(w).map(drop)
     }
 
-    /// Flushes, writes the table out as a sealed segment and releases the
-    /// directory lock. Further calls on any clone of this handle return
-    /// [`Error::Closed`].
+    /// Flushes, writes the table out as a sealed segment, stops the sealer
+    /// and releases the directory lock. Further calls on any clone of this
+    /// handle return [`Error::Closed`]. Dropping the last clone does the
+    /// same, logging a failure instead of returning it.
     pub fn close(&self) -> Result<()> {
-        let mut w = self.inner.lock();
-        self.inner.close_locked(&mut w)
+        self.inner.close()
     }
 }
 
@@ -340,8 +388,9 @@ impl Writer {
             logged: 0,
             unlogged_bytes: 0,
             frozen: Vec::new(),
+            imm: None,
+            stop: false,
             wal_compressor: None,
-            layout: None,
             written: 0,
             poisoned: None,
             next_id: 1,
@@ -349,12 +398,22 @@ impl Writer {
         }
     }
 
-    /// The writer's table and any frozen ones, for reading.
+    /// Every table in memory, for reading.
     fn tables(&self) -> impl Iterator<Item = &Memtable> {
+        let imm = self.imm.as_ref().map(|f| &f.table);
         self.frozen
             .iter()
             .map(|(_, t)| t)
+            .chain(imm)
             .chain(std::iter::once(&self.table))
+    }
+
+    fn needs_roll(&self, opts: &Options) -> bool {
+        let Some(wal) = &self.wal else { return false };
+        let age = now_unix_nanos().saturating_sub(wal.created_unix_nano);
+        let full = self.table.bytes() as u64 >= opts.segment_max_bytes;
+        let old = !self.table.is_empty() && age >= opts.segment_max_age.as_nanos() as u64;
+        full || old
     }
 }
 
@@ -428,52 +487,115 @@ impl Inner {
         Ok(())
     }
 
-    fn maybe_roll(&self, w: &mut Writer) -> Result<()> {
-        let Some(wal) = &w.wal else { return Ok(()) };
-        let age = now_unix_nanos().saturating_sub(wal.created_unix_nano);
-        let full = w.table.bytes() as u64 >= self.opts.segment_max_bytes;
-        let old = !w.table.is_empty() && age >= self.opts.segment_max_age.as_nanos() as u64;
-        if full || old {
-            self.roll(w, true)?;
+    fn maybe_roll<'a>(&'a self, w: MutexGuard<'a, Writer>) -> Result<MutexGuard<'a, Writer>> {
+        if w.needs_roll(&self.opts) {
+            self.freeze(w, false, true)
+        } else {
+            Ok(w)
         }
-        Ok(())
     }
 
-    /// Writes the table out as a sealed segment with the log's id, publishes
-    /// it, then deletes the log; with `reopen`, starts the next log. A crash
-    /// between the seal and the delete leaves both, and the next open deletes
-    /// the log because its segment exists.
-    fn roll(&self, w: &mut Writer, reopen: bool) -> Result<()> {
-        self.log_pending(w)?;
-        let Some(wal) = w.wal.take() else {
-            return Ok(());
-        };
-        let mut spans = w.table.take();
-        w.logged = 0;
-        if !spans.is_empty() {
-            let layout = w.layout.as_mut().ok_or(Error::Closed);
-            let r = layout.and_then(|l| write_segment(&self.dir, wal.id, &mut spans, l));
-            match self.poison(w, r) {
-                Ok(seg) => self.publish(seg),
-                Err(e) => {
-                    // The log still holds every span; keep them readable.
-                    w.table = Memtable::from_spans(spans);
-                    w.logged = w.table.len();
-                    w.wal = Some(wal);
-                    return Err(e);
-                }
-            }
+    /// Hands the table to the sealer and starts a new table and log (unless
+    /// `reopen` is false, when closing). Waits while the sealer still has
+    /// the previous table, which bounds memory to two tables. The log being
+    /// frozen is fsynced first: a flush only fsyncs the current log.
+    fn freeze<'a>(
+        &'a self,
+        mut w: MutexGuard<'a, Writer>,
+        force: bool,
+        reopen: bool,
+    ) -> Result<MutexGuard<'a, Writer>> {
+        while w.imm.is_some() && w.poisoned.is_none() {
+            w = self.changed.wait(w).unwrap_or_else(|e| e.into_inner());
         }
-        let r = wal.discard(&self.dir);
-        self.poison(w, r)?;
-        // The sealed segment was fsynced: every logged block is durable.
-        self.mark_synced(w.written);
+        if let Some(why) = &w.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        // Another appender may have frozen the table while this one waited.
+        if !force && !w.needs_roll(&self.opts) {
+            return Ok(w);
+        }
+        self.log_pending(&mut w)?;
+        let Some(wal) = w.wal.take() else {
+            return Ok(w);
+        };
+        if w.table.is_empty() {
+            let r = wal.discard(&self.dir);
+            self.poison(&mut w, r)?;
+        } else {
+            let r = wal
+                .file
+                .sync_data()
+                .map_err(|e| Error::io(wal.path.as_path(), "fsync write-ahead log", e));
+            self.poison(&mut w, r)?;
+            self.mark_synced(w.written);
+            let table = std::mem::take(&mut w.table);
+            w.imm = Some(Arc::new(Frozen { wal, table }));
+            self.changed.notify_all();
+        }
+        (w.logged, w.unlogged_bytes) = (0, 0);
         if reopen {
             let r = ActiveSegment::create_wal(&self.dir, w.next_id);
-            w.wal = Some(self.poison(w, r)?);
+            w.wal = Some(self.poison(&mut w, r)?);
             w.next_id += 1;
         }
-        Ok(())
+        Ok(w)
+    }
+
+    /// Waits until the sealer has no table left; an error if it failed.
+    fn wait_sealed<'a>(&'a self, mut w: MutexGuard<'a, Writer>) -> Result<MutexGuard<'a, Writer>> {
+        while w.imm.is_some() && w.poisoned.is_none() {
+            w = self.changed.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+        match (&w.imm, &w.poisoned) {
+            (Some(_), Some(why)) => Err(Error::Poisoned(why.clone())),
+            _ => Ok(w),
+        }
+    }
+
+    /// The sealer: writes each frozen table out as a sealed segment with its
+    /// log's id, publishes it, then deletes the log. A crash between the seal
+    /// and the delete leaves both, and the next open deletes the log because
+    /// its segment exists. The table is freed here, off the write path.
+    fn run_sealer(&self, mut layout: SegmentLayout) {
+        while let Some(job) = self.next_job() {
+            let r = write_segment(&self.dir, job.wal.id, job.table.spans(), &mut layout);
+            let mut w = self.lock();
+            match self.poison(&mut w, r) {
+                Ok(seg) => {
+                    self.publish(seg);
+                    w.imm = None;
+                    self.changed.notify_all();
+                    drop(w);
+                    self.delete_log(job);
+                }
+                // The table stays readable; writes are refused from now on.
+                Err(_) => self.changed.notify_all(),
+            }
+        }
+    }
+
+    fn next_job(&self) -> Option<Arc<Frozen>> {
+        let mut w = self.lock();
+        loop {
+            match (&w.imm, &w.poisoned) {
+                (Some(f), None) => return Some(f.clone()),
+                _ if w.stop => return None,
+                _ => w = self.changed.wait(w).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    fn delete_log(&self, job: Arc<Frozen>) {
+        let path = job.wal.path.clone();
+        drop(job);
+        let r = std::fs::remove_file(path.as_path())
+            .map_err(|e| Error::io(path.as_path(), "remove sealed log", e))
+            .and_then(|_| sync_dir(&self.dir));
+        if let Err(e) = r {
+            // Harmless: the next open removes a log whose segment exists.
+            log::warn!("spanlog: {e}");
+        }
     }
 
     fn publish(&self, seg: Arc<SealedSegment>) {
@@ -539,32 +661,39 @@ impl Inner {
         }
     }
 
-    fn close_locked(&self, w: &mut Writer) -> Result<()> {
-        let r = if w.mode == Mode::Writer && w.poisoned.is_none() {
-            self.roll(w, false)
+    /// Seals the table, waits for the sealer, stops it and releases the
+    /// lock. Idempotent.
+    fn close(&self) -> Result<()> {
+        let w = self.lock();
+        if w.mode == Mode::Closed {
+            return Ok(());
+        }
+        let (mut w, r) = if w.mode == Mode::Writer && w.poisoned.is_none() {
+            match self
+                .freeze(w, true, false)
+                .and_then(|w| self.wait_sealed(w))
+            {
+                Ok(w) => (w, Ok(())),
+                Err(e) => (self.lock(), Err(e)),
+            }
         } else {
-            Ok(())
+            (w, Ok(()))
         };
+        w.stop = true;
+        self.changed.notify_all();
+        drop(w);
+        if let Some(h) = self.sealer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+        let mut w = self.lock();
         w.mode = Mode::Closed;
         w.table.take();
         w.frozen.clear();
+        w.imm = None;
         if let Some(lock) = w.lock.take() {
             let _ = lock.unlock();
         }
         r
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let w = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
-        let mut w = std::mem::replace(w, Writer::new(Mode::Closed));
-        if let Err(e) = self.close_locked(&mut w) {
-            log::warn!(
-                "spanlog: closing {} on drop failed: {e}",
-                self.dir.display()
-            );
-        }
     }
 }
 
@@ -682,7 +811,10 @@ type Opened = (Writer, Vec<Arc<SealedSegment>>);
 
 /// Opens for writing: removes unfinished segment files, turns earlier logs
 /// into sealed segments, and starts a new log.
-fn open_writer(dir: &Path, opts: &Options) -> Result<Opened> {
+fn open_writer(
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Writer, Vec<Arc<SealedSegment>>, SegmentLayout)> {
     let mut w = Writer::new(Mode::Writer);
     w.lock = Some(take_lock(dir)?);
     let files = list_files(dir)?;
@@ -723,8 +855,7 @@ fn open_writer(dir: &Path, opts: &Options) -> Result<Opened> {
         zstd::bulk::Compressor::new(WAL_COMPRESSION_LEVEL)
             .map_err(|e| Error::io(dir, "create zstd context", e))?,
     );
-    w.layout = Some(layout);
-    Ok((w, sealed))
+    Ok((w, sealed, layout))
 }
 
 fn remove_leftover(dir: &Path, path: &Path, what: &str) -> Result<()> {
@@ -740,7 +871,7 @@ fn recover_log(
     path: &Path,
     layout: &mut SegmentLayout,
 ) -> Result<Option<Arc<SealedSegment>>> {
-    let mut r = segment::recover_active(path, true)?;
+    let r = segment::recover_active(path, true)?;
     if let Some((offset, why)) = &r.torn_tail {
         log::warn!(
             "spanlog: {} had a torn tail; truncated to byte offset {offset} ({why})",
@@ -750,7 +881,7 @@ fn recover_log(
     let seg = if r.spans.is_empty() {
         None
     } else {
-        Some(write_segment(dir, r.segment.id, &mut r.spans, layout)?)
+        Some(write_segment(dir, r.segment.id, &r.spans, layout)?)
     };
     r.segment.discard(dir)?;
     Ok(seg)

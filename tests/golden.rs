@@ -124,14 +124,14 @@ fn spans() -> Vec<Span> {
                         String::new()
                     },
                 },
-                resource: resource(["frontend", "cart", "db"][usize::from(i % 3)]),
-                scope: Scope {
+                resource: resource(["frontend", "cart", "db"][usize::from(i % 3)]).into(),
+                scope: Arc::new(Scope {
                     name: "io.opentelemetry.http".into(),
                     version: "1.32.0".into(),
                     attributes: vec![KeyValue::new("scope.attr", AnyValue::Int(7))],
                     dropped_attributes_count: 0,
                     schema_url: String::new(),
-                },
+                }),
             }
         })
         .collect()

@@ -128,7 +128,7 @@ prop_compose! {
             links,
             dropped_links_count: dl,
             status: Status { code: StatusCode::from_u8(code).unwrap(), message },
-            resource, scope,
+            resource: resource.into(), scope: scope.into(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1 as pc;
 use opentelemetry_proto::tonic::resource::v1 as pr;
@@ -251,11 +252,11 @@ fn resource_spans_from_proto(
     out: &mut Vec<Span>,
 ) -> Result<()> {
     let r = rs.resource.unwrap_or_default();
-    let resource = Resource {
+    let resource = Arc::new(Resource {
         attributes: kvs_from_proto(r.attributes),
         dropped_attributes_count: r.dropped_attributes_count,
         schema_url: rs.schema_url,
-    };
+    });
     let path = path.field("scopeSpans");
     for (i, ss) in rs.scope_spans.into_iter().enumerate() {
         scope_spans_from_proto(ss, &resource, path.index(i), out)?;
@@ -265,18 +266,18 @@ fn resource_spans_from_proto(
 
 fn scope_spans_from_proto(
     ss: pt::ScopeSpans,
-    resource: &Resource,
+    resource: &Arc<Resource>,
     path: Path<'_>,
     out: &mut Vec<Span>,
 ) -> Result<()> {
     let s = ss.scope.unwrap_or_default();
-    let scope = Scope {
+    let scope = Arc::new(Scope {
         name: s.name,
         version: s.version,
         attributes: kvs_from_proto(s.attributes),
         dropped_attributes_count: s.dropped_attributes_count,
         schema_url: ss.schema_url,
-    };
+    });
     let path = path.field("spans");
     for (i, span) in ss.spans.into_iter().enumerate() {
         let mut span = span_from_proto(span, path.index(i))?;
@@ -306,8 +307,8 @@ fn span_from_proto(s: pt::Span, path: Path<'_>) -> Result<Span> {
         links: links_from_proto(s.links, path.field("links"))?,
         dropped_links_count: s.dropped_links_count,
         status: status_from_proto(s.status.unwrap_or_default(), path.field("status"))?,
-        resource: Resource::default(),
-        scope: Scope::default(),
+        resource: Arc::default(),
+        scope: Arc::default(),
     })
 }
 
@@ -464,8 +465,9 @@ mod tests {
                 span_id: SpanId([id; 8]),
                 ..Span::default()
             };
-            s.resource.attributes = vec![kv("service.name", AnyValue::String(service.into()))];
-            s.scope.name = scope.into();
+            std::sync::Arc::make_mut(&mut s.resource).attributes =
+                vec![kv("service.name", AnyValue::String(service.into()))];
+            std::sync::Arc::make_mut(&mut s.scope).name = scope.into();
             s
         };
         let (a1, b1, a2, a1_again) = (
@@ -486,20 +488,20 @@ mod tests {
     fn resources_differing_only_in_non_string_values_stay_apart() {
         // Same fingerprint (it skips ints and schema is equal), unequal values.
         let with = |v: i64| Span {
-            resource: Resource {
+            resource: Arc::new(Resource {
                 attributes: vec![kv("shard", AnyValue::Int(v))],
                 ..Resource::default()
-            },
+            }),
             ..Span::default()
         };
         let spans = [with(1), with(2), with(1)];
         let data = to_traces_data(&spans);
         assert_eq!(data.resource_spans.len(), 2);
         let schema = |url: &str| Span {
-            resource: Resource {
+            resource: Arc::new(Resource {
                 schema_url: url.into(),
                 ..Resource::default()
-            },
+            }),
             ..Span::default()
         };
         assert_eq!(
@@ -540,8 +542,8 @@ mod tests {
             },
         ];
         let got = decode_one(span).unwrap().remove(0);
-        assert_eq!(got.resource, Resource::default());
-        assert_eq!(got.scope, Scope::default());
+        assert_eq!(got.resource, Resource::default().into());
+        assert_eq!(got.scope, Scope::default().into());
         assert_eq!(got.parent_span_id, None);
         assert_eq!(got.status, Status::default());
         let empty = vec![kv("none", AnyValue::Empty), kv("strindex", AnyValue::Empty)];

@@ -94,8 +94,8 @@ pub(super) fn full_span() -> Span {
             code: StatusCode::Error,
             message: "boom".into(),
         },
-        resource: full_resource(),
-        scope: full_scope(),
+        resource: full_resource().into(),
+        scope: full_scope().into(),
     }
 }
 
@@ -149,7 +149,7 @@ pub(super) fn sample_spans() -> Vec<Span> {
     };
     let other_scope = Span {
         span_id: SpanId([4; 8]),
-        scope: Scope::default(),
+        scope: Default::default(),
         ..minimal.clone()
     };
     let mut spans = vec![full, minimal, other_scope];

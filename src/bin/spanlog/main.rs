@@ -1,0 +1,104 @@
+//! `spanlog`: look into, check and try out spanlog stores.
+//!
+//! Every command is a thin layer over the library: it opens stores
+//! read-only (except `demo` and `bench`, which write their own) and formats
+//! what the library returns.
+
+mod bench;
+mod demo;
+mod dump;
+mod error;
+mod format;
+mod get;
+mod inspect;
+mod layout;
+mod tree;
+mod verify;
+mod workload;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliResult, USAGE};
+
+#[derive(Parser)]
+#[command(
+    name = "spanlog",
+    version,
+    about = "Inspect, verify and exercise spanlog stores of OpenTelemetry spans",
+    long_about = "Inspect, verify and exercise spanlog stores of OpenTelemetry spans.\n\n\
+        A store is a directory of sealed segments (*.seg), which never change \
+        again, and a write-ahead log (*.wal) of the spans not yet sealed. \
+        inspect, verify, dump and get only read; they never modify a file.\n\n\
+        Exit status: 0 on success, 1 when data is damaged, a trace is not found \
+        or verify finds errors, 2 on usage errors and unreadable paths.",
+    after_help = "Try `spanlog demo` to ingest a million generated spans and query them."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Inspect(inspect::Args),
+    Verify(verify::Args),
+    Dump(dump::Args),
+    Get(get::Args),
+    Demo(demo::Args),
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = run(cli.command, &mut out).and_then(|()| Ok(out.flush()?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // What was written before the error stays visible above it.
+            let _ = out.flush();
+            if !e.message.is_empty() {
+                eprintln!("spanlog: {e}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn run(command: Command, out: &mut dyn Write) -> CliResult {
+    match command {
+        Command::Inspect(args) => inspect::run(&args, out),
+        Command::Verify(args) => verify::run(&args, out),
+        Command::Dump(args) => dump::run(&args, out),
+        Command::Get(args) => get::run(&args, out),
+        Command::Demo(args) => demo::run(&args, out),
+        Command::Bench(args) => bench::run(&args, out),
+    }
+}
+
+/// Help and version go to stdout as clap prints them; argument errors get
+/// the same `spanlog: ` prefix as every other error.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(e.exit_code() as u8)
+        }
+        _ => {
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("spanlog: {text}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
