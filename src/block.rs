@@ -15,6 +15,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use crate::codec::{
     put_bytes, put_u32, put_varint, unzigzag, zigzag, Cursor, DecodeError, DecodeResult,
 };
+use crate::dict::BlockDict;
 use crate::hash::FastMap;
 use crate::span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
@@ -59,6 +60,9 @@ const COL_ATTRS: usize = 10;
 const COL_EVENTS: usize = 11;
 const COL_LINKS: usize = 12;
 
+/// Strings up to this length are stored once per block dictionary.
+const INTERN_MAX_LEN: usize = 48;
+
 /// Deepest nesting of array / key-value-list values a reader follows.
 pub const MAX_VALUE_DEPTH: usize = 64;
 
@@ -68,6 +72,8 @@ pub const MAX_VALUE_DEPTH: usize = 64;
 pub enum Codec {
     None = 0,
     Zstd = 1,
+    /// zstd with the segment's dictionary (format version 2 and later).
+    ZstdDict = 2,
 }
 
 /// The decoded fixed header of a block.
@@ -130,6 +136,7 @@ impl BlockHeader {
         let codec = match h[CODEC_OFF] {
             0 => Codec::None,
             1 => Codec::Zstd,
+            2 => Codec::ZstdDict,
             c => return fail(CODEC_OFF, format!("unknown codec {c}")),
         };
         let header = BlockHeader {
@@ -190,9 +197,87 @@ pub fn encode_block(
 /// Encodes borrowed spans into a block (sorting them as blocks require).
 /// `rows` must not be empty.
 pub fn encode_rows(
-    mut rows: Vec<&Span>,
+    rows: Vec<&Span>,
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) -> std::io::Result<EncodedBlock> {
+    let n = rows.len() as u32;
+    let (raw, summary, min, max) = encode_raw(rows)?;
+    finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
+}
+
+/// An uncompressed block body with what its header and the indexes need.
+pub struct RawBlock {
+    pub raw: Vec<u8>,
+    pub summary: BlockSummary,
+    pub span_count: u32,
+    pub min_start: u64,
+    pub max_start: u64,
+}
+
+/// Encodes borrowed spans into an uncompressed block body.
+pub fn encode_raw_block(rows: Vec<&Span>) -> std::io::Result<RawBlock> {
+    let n = rows.len() as u32;
+    let (raw, summary, min_start, max_start) = encode_raw(rows)?;
+    Ok(RawBlock {
+        raw,
+        summary,
+        span_count: n,
+        min_start,
+        max_start,
+    })
+}
+
+/// Compresses a body made by [`encode_raw_block`]; `dict` says whether the
+/// compressor holds the segment's dictionary.
+pub fn compress_block(
+    b: RawBlock,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    dict: bool,
+) -> std::io::Result<EncodedBlock> {
+    let codec = if dict { Codec::ZstdDict } else { Codec::Zstd };
+    let times = (b.min_start, b.max_start);
+    finish_block(
+        b.raw,
+        b.summary,
+        b.span_count,
+        times,
+        Some(compressor),
+        codec,
+    )
+}
+
+fn finish_block(
+    raw: Vec<u8>,
+    summary: BlockSummary,
+    span_count: u32,
+    (min_start, max_start): (u64, u64),
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    codec: Codec,
+) -> std::io::Result<EncodedBlock> {
+    let (codec, body) = match compressor {
+        Some(c) => (codec, c.compress(&raw)?),
+        None => (Codec::None, raw.clone()),
+    };
+    let too_large = || std::io::Error::other("block too large");
+    let header = BlockHeader {
+        body_len: u32::try_from(body.len()).map_err(|_| too_large())?,
+        raw_len: u32::try_from(raw.len()).map_err(|_| too_large())?,
+        codec,
+        span_count,
+        min_start,
+        max_start,
+        body_crc: crc32fast::hash(&body),
+    };
+    Ok(EncodedBlock {
+        header,
+        body,
+        summary,
+    })
+}
+
+type Encoded = (Vec<u8>, BlockSummary, u64, u64);
+
+fn encode_raw(mut rows: Vec<&Span>) -> std::io::Result<Encoded> {
     rows.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
     });
@@ -205,33 +290,17 @@ pub fn encode_rows(
             raw.len()
         )));
     }
-    let (codec, body) = match compressor {
-        Some(c) => (Codec::Zstd, c.compress(&raw)?),
-        None => (Codec::None, raw.clone()),
-    };
-    let header = BlockHeader {
-        body_len: u32::try_from(body.len())
-            .map_err(|_| std::io::Error::other("block too large"))?,
-        raw_len: u32::try_from(raw.len()).map_err(|_| std::io::Error::other("block too large"))?,
-        codec,
-        span_count: rows.len() as u32,
-        min_start: rows
-            .iter()
-            .map(|s| s.start_time_unix_nano)
-            .min()
-            .unwrap_or(0),
-        max_start: rows
-            .iter()
-            .map(|s| s.start_time_unix_nano)
-            .max()
-            .unwrap_or(0),
-        body_crc: crc32fast::hash(&body),
-    };
-    Ok(EncodedBlock {
-        header,
-        body,
-        summary: summarize_refs(&rows),
-    })
+    let min = rows
+        .iter()
+        .map(|s| s.start_time_unix_nano)
+        .min()
+        .unwrap_or(0);
+    let max = rows
+        .iter()
+        .map(|s| s.start_time_unix_nano)
+        .max()
+        .unwrap_or(0);
+    Ok((raw, summarize_refs(&rows), min, max))
 }
 
 /// What the indexes need from rows sorted by trace id.
@@ -259,8 +328,9 @@ pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
 #[derive(Default)]
 struct Encoder<'a> {
     cols: [Vec<u8>; COLUMN_COUNT],
+    /// Index of each short string already in the dictionary.
     strings: FastMap<&'a str, u32>,
-    string_count: u32,
+    dict: Vec<&'a str>,
     resources: Vec<&'a Resource>,
     scopes: Vec<&'a Scope>,
 }
@@ -395,11 +465,9 @@ impl<'a> Encoder<'a> {
         }
         self.cols[COL_SCOPES] = col;
         // The dictionary goes last so it holds every string seen above.
-        let mut dict: Vec<(&str, u32)> = self.strings.iter().map(|(s, i)| (*s, *i)).collect();
-        dict.sort_by_key(|(_, i)| *i);
         let col = &mut self.cols[COL_STRINGS];
-        put_varint(col, dict.len() as u64);
-        for (s, _) in dict {
+        put_varint(col, self.dict.len() as u64);
+        for s in &self.dict {
             put_bytes(col, s.as_bytes());
         }
     }
@@ -417,11 +485,19 @@ impl<'a> Encoder<'a> {
         out
     }
 
+    /// Dictionary index of `s`. Short strings (keys, names, enum-like
+    /// values) repeat and are stored once; long ones (statements, URLs,
+    /// stack traces) rarely repeat exactly, so hashing them would cost more
+    /// than it saves: each gets its own entry, and zstd finds what repeats.
     fn string(&mut self, s: &'a str) -> u64 {
-        let next = self.string_count;
+        let next = self.dict.len() as u32;
+        if s.len() > INTERN_MAX_LEN {
+            self.dict.push(s);
+            return u64::from(next);
+        }
         let i = *self.strings.entry(s).or_insert(next);
         if i == next {
-            self.string_count += 1;
+            self.dict.push(s);
         }
         u64::from(i)
     }
@@ -509,7 +585,11 @@ const TAG_KVLIST: u8 = 8;
 
 /// Checks the body checksum, decompresses and checks the decompressed size.
 /// Offsets in errors are relative to the start of the body.
-pub fn decompress_body(header: &BlockHeader, body: &[u8]) -> DecodeResult<Vec<u8>> {
+pub fn decompress_body(
+    header: &BlockHeader,
+    body: &[u8],
+    dict: Option<&BlockDict>,
+) -> DecodeResult<Vec<u8>> {
     let fail = |detail: String| Err(DecodeError { offset: 0, detail });
     if body.len() != header.body_len as usize {
         return fail(format!(
@@ -527,14 +607,21 @@ pub fn decompress_body(header: &BlockHeader, body: &[u8]) -> DecodeResult<Vec<u8
     }
     let raw = match header.codec {
         Codec::None => body.to_vec(),
-        Codec::Zstd => {
+        Codec::Zstd | Codec::ZstdDict => {
             let mut out = Vec::with_capacity(header.raw_len as usize);
-            let n = DECOMPRESSOR
-                .with(|d| d.borrow_mut().decompress_to_buffer(body, &mut out))
-                .map_err(|e| DecodeError {
-                    offset: 0,
-                    detail: format!("zstd: {e}"),
-                })?;
+            let n = match (header.codec, dict) {
+                (Codec::Zstd, _) => {
+                    DECOMPRESSOR.with(|d| d.borrow_mut().decompress_to_buffer(body, &mut out))
+                }
+                (_, Some(d)) => d.decompress(body, &mut out),
+                (_, None) => {
+                    return fail("block needs a segment dictionary and there is none".into())
+                }
+            };
+            let n = n.map_err(|e| DecodeError {
+                offset: 0,
+                detail: format!("zstd: {e}"),
+            })?;
             out.truncate(n);
             out
         }
@@ -1108,7 +1195,7 @@ pub fn decode_block(stored: &[u8]) -> DecodeResult<(BlockHeader, Vec<Span>)> {
             ),
         });
     };
-    let raw = decompress_body(&header, body).map_err(|mut e| {
+    let raw = decompress_body(&header, body, None).map_err(|mut e| {
         e.offset += BLOCK_HEADER_LEN;
         e
     })?;
@@ -1185,7 +1272,7 @@ mod tests {
         let spans: Vec<Span> = (0..20).map(|i| span(i % 4, i, u64::from(i) * 7)).collect();
         let bytes = stored(&spans, true);
         let h = BlockHeader::decode(&bytes).unwrap();
-        let raw = decompress_body(&h, &bytes[BLOCK_HEADER_LEN..]).unwrap();
+        let raw = decompress_body(&h, &bytes[BLOCK_HEADER_LEN..], None).unwrap();
         let view = BlockView::parse(&raw, h.span_count).unwrap();
         let r = view.rows_of(&TraceId([2; 16]));
         let got = view.rows(r).unwrap();

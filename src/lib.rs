@@ -6,6 +6,7 @@
 
 pub mod block;
 pub mod codec;
+pub mod dict;
 pub mod error;
 pub mod fs;
 pub mod gen;

@@ -6,7 +6,8 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::block::encode_rows;
+use crate::block::{compress_block, encode_raw_block, RawBlock};
+use crate::dict::train;
 use crate::error::Result;
 use crate::hash::FastMap;
 use crate::segment::{ActiveSegment, SealedSegment};
@@ -16,6 +17,8 @@ use crate::span::{Span, TraceId};
 #[derive(Default)]
 pub struct Memtable {
     spans: Vec<Span>,
+    /// `payload_size` of each span, computed once.
+    sizes: Vec<u32>,
     by_trace: FastMap<TraceId, Vec<u32>>,
     bytes: usize,
 }
@@ -37,6 +40,7 @@ impl Memtable {
         let i = self.spans.len() as u32;
         self.by_trace.entry(s.trace_id).or_default().push(i);
         self.spans.push(s);
+        self.sizes.push(size.min(u32::MAX as usize) as u32);
         size
     }
 
@@ -81,6 +85,7 @@ impl Memtable {
     /// Takes the spans out, leaving the table empty.
     pub fn take(&mut self) -> Vec<Span> {
         self.by_trace.clear();
+        self.sizes.clear();
         self.bytes = 0;
         std::mem::take(&mut self.spans)
     }
@@ -90,32 +95,40 @@ impl Memtable {
 pub struct SegmentLayout {
     /// Approximate uncompressed bytes per block.
     pub block_bytes: usize,
-    pub compressor: zstd::bulk::Compressor<'static>,
+    /// zstd level of sealed blocks.
+    pub level: i32,
 }
 
-/// Writes `spans` as the sealed segment `dir/<id>.seg`, sorted by trace id
-/// and start time, so that a trace is read from one block in the common
+/// At most this many blocks are sampled to train a segment's dictionary.
+const DICT_SAMPLES: usize = 64;
+
+/// Writes the table as the sealed segment `dir/<id>.seg`, sorted by trace
+/// id and start time, so that a trace is read from one block in the common
 /// case. Blocks end at trace boundaries unless one trace alone grows past
-/// four times the block size. Written under a temporary name, fsynced and
-/// renamed: a crash leaves either no segment or a whole one. The spans are
-/// only borrowed, so readers can keep using them meanwhile.
+/// four times the block size, and are compressed with a dictionary trained
+/// on a sample of them. Written under a temporary name, fsynced and renamed:
+/// a crash leaves either no segment or a whole one. The table is only
+/// borrowed, so readers can keep using it meanwhile.
 pub fn write_segment(
     dir: &Path,
     id: u64,
-    spans: &[Span],
-    layout: &mut SegmentLayout,
+    table: &Memtable,
+    layout: &SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
-    let mut rows: Vec<&Span> = spans.iter().collect();
-    rows.sort_unstable_by(|a, b| {
+    let spans = &table.spans;
+    let mut order: Vec<u32> = (0..spans.len() as u32).collect();
+    order.sort_unstable_by(|a, b| {
+        let (a, b) = (&spans[*a as usize], &spans[*b as usize]);
         (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
             b.trace_id,
             b.start_time_unix_nano,
             b.span_id,
         ))
     });
+    let ranges = partition(table, &order, layout.block_bytes.max(1));
     let mut seg = ActiveSegment::create_temp(dir, id)?;
     let temp = seg.path.clone();
-    let r = fill(&mut seg, &rows, layout).and_then(|_| seg.seal(dir));
+    let r = fill(&mut seg, table, &order, &ranges, layout).and_then(|_| seg.seal(dir));
     match r {
         Ok(path) => Ok(Arc::new(SealedSegment::open(&path)?)),
         Err(e) => {
@@ -125,27 +138,66 @@ pub fn write_segment(
     }
 }
 
-fn fill(seg: &mut ActiveSegment, rows: &[&Span], layout: &mut SegmentLayout) -> Result<()> {
-    let target = layout.block_bytes.max(1);
+/// Splits the sorted rows into blocks of about `target` bytes.
+fn partition(table: &Memtable, order: &[u32], target: usize) -> Vec<Range<usize>> {
+    let span = |i: usize| &table.spans[order[i] as usize];
+    let mut out = Vec::new();
     let (mut start, mut bytes) = (0usize, 0usize);
-    for i in 0..rows.len() {
-        let new_trace = i > start && rows[i].trace_id != rows[i - 1].trace_id;
+    for (i, row) in order.iter().enumerate() {
+        let new_trace = i > start && span(i).trace_id != span(i - 1).trace_id;
         if bytes >= target && (new_trace || bytes >= 4 * target) {
-            append(seg, &rows[start..i], layout)?;
+            out.push(start..i);
             (start, bytes) = (i, 0);
         }
-        bytes += rows[i].payload_size();
+        bytes += table.sizes[*row as usize] as usize;
     }
-    if start < rows.len() {
-        append(seg, &rows[start..], layout)?;
+    if start < order.len() {
+        out.push(start..order.len());
     }
-    Ok(())
+    out
 }
 
-fn append(seg: &mut ActiveSegment, rows: &[&Span], layout: &mut SegmentLayout) -> Result<()> {
-    let block = encode_rows(rows.to_vec(), Some(&mut layout.compressor))
-        .map_err(|e| crate::Error::io(seg.path.as_path(), "encode block", e))?;
-    seg.append(&block)
+fn fill(
+    seg: &mut ActiveSegment,
+    table: &Memtable,
+    order: &[u32],
+    ranges: &[Range<usize>],
+    layout: &SegmentLayout,
+) -> Result<()> {
+    let path = seg.path.clone();
+    let io = |e| crate::Error::io(path.as_path(), "encode block", e);
+    let rows = |r: &Range<usize>| {
+        r.clone()
+            .map(|i| &table.spans[order[i] as usize])
+            .collect::<Vec<&Span>>()
+    };
+    // Sampled blocks are encoded first for training, then reused.
+    let step = ranges.len().div_ceil(DICT_SAMPLES).max(1);
+    let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
+    for (i, r) in ranges.iter().enumerate() {
+        samples.push(if i % step == 0 {
+            Some(encode_raw_block(rows(r)).map_err(io)?)
+        } else {
+            None
+        });
+    }
+    let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
+    let dict = train(&bodies);
+    let mut compressor = match &dict {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(layout.level, d),
+        None => zstd::bulk::Compressor::new(layout.level),
+    }
+    .map_err(io)?;
+    seg.dict = dict;
+    for (r, sample) in ranges.iter().zip(samples) {
+        let raw = match sample {
+            Some(raw) => raw,
+            None => encode_raw_block(rows(r)).map_err(io)?,
+        };
+        let block = compress_block(raw, &mut compressor, seg.dict.is_some()).map_err(io)?;
+        seg.append(&block)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,11 +220,11 @@ mod tests {
                 ..Span::default()
             })
             .collect();
-        let mut layout = SegmentLayout {
+        let layout = SegmentLayout {
             block_bytes: 10_000,
-            compressor: zstd::bulk::Compressor::new(3).unwrap(),
+            level: 3,
         };
-        let seg = write_segment(dir.path(), 5, &spans, &mut layout).unwrap();
+        let seg = write_segment(dir.path(), 5, &Memtable::from_spans(spans), &layout).unwrap();
         assert!(seg.blocks.len() > 5);
         let src = BlockSource::Mapped(seg.clone());
         for t in 1..=50u8 {

@@ -16,6 +16,7 @@ use memmap2::Mmap;
 
 use crate::block::{self, BlockHeader, BlockSummary, BlockView, EncodedBlock, BLOCK_HEADER_LEN};
 use crate::codec::{put_u32, put_u64, DecodeError};
+use crate::dict::BlockDict;
 use crate::error::{Error, Result};
 use crate::fs::{now_unix_nanos, sync_dir};
 use crate::index::{BloomView, Catalog, CatalogBuilder, TraceIndexBuilder, TraceIndexView};
@@ -26,7 +27,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SPLGSEGM";
 /// Last eight bytes of every sealed segment file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"SPLGSEAL";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 // File header fields.
 const H_MAGIC: usize = 0;
@@ -67,15 +68,28 @@ pub mod section {
     pub const BLOOM: u32 = 4;
     pub const CATALOG: u32 = 5;
     pub const BLOCK_OPS: u32 = 6;
-    /// Every section a version-1 segment must have, in file order.
-    pub const ALL: [u32; 6] = [
+    /// The segment's zstd dictionary (version 2 on); empty when none.
+    pub const DICT: u32 = 7;
+    /// Every section a segment must have, in file order: the first six in
+    /// version 1, all seven from version 2 on.
+    pub const ALL: [u32; 7] = [
         BLOCKS,
         TRACE_ENTRIES,
         TRACE_POSTINGS,
         BLOOM,
         CATALOG,
         BLOCK_OPS,
+        DICT,
     ];
+
+    /// The sections of a file of format `version`.
+    pub fn for_version(version: u32) -> &'static [u32] {
+        if version == 1 {
+            &ALL[..6]
+        } else {
+            &ALL
+        }
+    }
 }
 
 /// Where a block is and what it covers: one entry of the blocks section.
@@ -273,7 +287,7 @@ impl BlockSource {
                 let mut buf = vec![0u8; meta.stored_len as usize];
                 file.read_exact_at(&mut buf, meta.offset)
                     .map_err(|e| Error::io(path.as_path(), "read block", e))?;
-                load_from(path, meta.offset, &buf)
+                load_from(path, meta.offset, &buf, None)
             }
         }
     }
@@ -323,10 +337,15 @@ impl BlockSource {
 }
 
 /// Checks a stored block (header then body) found at `offset` of `path`.
-fn load_from(path: &Path, offset: u64, stored: &[u8]) -> Result<(BlockHeader, Vec<u8>)> {
+fn load_from(
+    path: &Path,
+    offset: u64,
+    stored: &[u8],
+    dict: Option<&BlockDict>,
+) -> Result<(BlockHeader, Vec<u8>)> {
     let header = BlockHeader::decode(stored).map_err(|e| block_err(path, offset, e))?;
     let body = stored.get(BLOCK_HEADER_LEN..).unwrap_or(&[]);
-    let raw = block::decompress_body(&header, body)
+    let raw = block::decompress_body(&header, body, dict)
         .map_err(|e| block_err(path, offset + BLOCK_HEADER_LEN as u64, e))?;
     Ok((header, raw))
 }
@@ -342,6 +361,9 @@ pub struct ActiveSegment {
     pub traces: TraceIndexBuilder,
     pub catalog: CatalogBuilder,
     pub span_count: u64,
+    /// The zstd dictionary its blocks were compressed with, written to the
+    /// footer when sealed.
+    pub dict: Option<Vec<u8>>,
 }
 
 impl ActiveSegment {
@@ -394,6 +416,7 @@ impl ActiveSegment {
             traces: TraceIndexBuilder::default(),
             catalog: CatalogBuilder::default(),
             span_count: 0,
+            dict: None,
         }
     }
 
@@ -499,7 +522,8 @@ impl ActiveSegment {
         let (entries, postings) = self.traces.encode();
         let bloom = self.traces.bloom();
         let (cat, block_ops) = self.catalog.encode();
-        let sections = [blocks, entries, postings, bloom, cat, block_ops];
+        let dict = self.dict.clone().unwrap_or_default();
+        let sections = [blocks, entries, postings, bloom, cat, block_ops, dict];
         let footer_start = self.len;
         let mut out = Vec::new();
         let mut table = Vec::new();
@@ -688,7 +712,8 @@ pub struct SealedSegment {
     pub blocks: Vec<BlockMeta>,
     pub catalog: Catalog,
     map: Mmap,
-    sections: [(usize, usize); 6],
+    sections: Vec<(usize, usize)>,
+    dict: Option<BlockDict>,
 }
 
 impl SealedSegment {
@@ -716,7 +741,7 @@ impl SealedSegment {
         let header = decode_header(path, &map)?;
         check_id(path, &header)?;
         let trailer = parse_trailer(path, &map)?;
-        let sections = parse_sections(path, &map, &trailer)?;
+        let sections = parse_sections(path, &map, &trailer, header.version)?;
         let mut seg = SealedSegment {
             id: header.segment_id,
             path: path.to_path_buf(),
@@ -726,8 +751,14 @@ impl SealedSegment {
             catalog: Catalog::default(),
             map,
             sections,
+            dict: None,
         };
         seg.blocks = seg.parse_blocks()?;
+        seg.dict = seg
+            .sections
+            .get(6)
+            .filter(|(_, len)| *len > 0)
+            .map(|_| BlockDict::new(seg.section(6)));
         seg.check_indexes()?;
         Ok(seg)
     }
@@ -870,7 +901,7 @@ impl SealedSegment {
     fn load_block(&self, meta: &BlockMeta) -> Result<(BlockHeader, Vec<u8>)> {
         let start = meta.offset as usize;
         let stored = &self.map[start..start + meta.stored_len as usize];
-        let (h, raw) = load_from(&self.path, meta.offset, stored)?;
+        let (h, raw) = load_from(&self.path, meta.offset, stored, self.dict.as_ref())?;
         if h.stored_len() != u64::from(meta.stored_len)
             || h.span_count != meta.span_count
             || (h.min_start, h.max_start) != (meta.min_start, meta.max_start)
@@ -954,30 +985,33 @@ fn parse_trailer(path: &Path, map: &[u8]) -> Result<Trailer> {
     Ok(tr)
 }
 
-fn parse_sections(path: &Path, map: &[u8], tr: &Trailer) -> Result<[(usize, usize); 6]> {
+fn parse_sections(
+    path: &Path,
+    map: &[u8],
+    tr: &Trailer,
+    version: u32,
+) -> Result<Vec<(usize, usize)>> {
     let table = &map[tr.table_offset as usize..map.len() - TRAILER_LEN];
-    let mut out = [(0usize, 0usize); 6];
-    if tr.section_count as usize != section::ALL.len() {
-        return Err(Error::corrupt(
-            path,
-            tr.table_offset,
-            format!(
-                "expected {} sections, found {}",
-                section::ALL.len(),
-                tr.section_count
-            ),
-        ));
+    let ids = section::for_version(version);
+    if tr.section_count as usize != ids.len() {
+        let detail = format!(
+            "expected {} sections, found {}",
+            ids.len(),
+            tr.section_count
+        );
+        return Err(Error::corrupt(path, tr.table_offset, detail));
     }
+    let mut out = Vec::with_capacity(ids.len());
     for (i, e) in table.chunks_exact(SECTION_ENTRY_LEN).enumerate() {
         let id = LE::read_u32(e);
         let off = LE::read_u64(&e[8..]);
         let len = LE::read_u64(&e[16..]);
         let at = tr.table_offset + (i * SECTION_ENTRY_LEN) as u64;
-        if id != section::ALL[i] {
+        if id != ids[i] {
             return Err(Error::corrupt(
                 path,
                 at,
-                format!("section {i} has id {id}, expected {}", section::ALL[i]),
+                format!("section {i} has id {id}, expected {}", ids[i]),
             ));
         }
         if off < tr.footer_start || off.checked_add(len).is_none_or(|end| end > tr.table_offset) {
@@ -987,7 +1021,7 @@ fn parse_sections(path: &Path, map: &[u8], tr: &Trailer) -> Result<[(usize, usiz
                 format!("section {id} lies outside the footer"),
             ));
         }
-        out[i] = (off as usize, len as usize);
+        out.push((off as usize, len as usize));
     }
     Ok(out)
 }
@@ -1075,7 +1109,7 @@ mod tests {
         std::fs::write(&sealed, &bytes).unwrap();
         assert!(matches!(
             SealedSegment::open(&sealed),
-            Err(Error::UnsupportedVersion { found: 2, .. })
+            Err(Error::UnsupportedVersion { found, .. }) if found == FORMAT_VERSION + 1
         ));
     }
 }

@@ -10,20 +10,48 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use spanlog::block::encode_block;
-use spanlog::segment::{self, ActiveSegment, BlockSource, SealedSegment};
+use spanlog::memtable::{self, Memtable, SegmentLayout};
+use spanlog::segment::{self, section, ActiveSegment, BlockSource, SealedSegment, FORMAT_VERSION};
 use spanlog::verify::verify_path;
 use spanlog::{
     AnyValue, Event, KeyValue, Link, Options, Resource, Scope, Span, SpanId, SpanKind, Status,
     StatusCode, Store, TraceId,
 };
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+/// Fixtures of format `version`; every version ever written stays readable.
+fn fixtures_of(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
 }
+
+/// Fixtures of the version this build writes.
+fn fixtures() -> PathBuf {
+    fixtures_of(FORMAT_VERSION)
+}
+
+const VERSIONS: [u32; 2] = [1, 2];
 
 const SEALED: &str = "00000000000000000001.seg";
 const TORN: &str = "00000000000000000002.wal";
 const FLIPPED: &str = "flipped-block.seg";
+/// A segment written the way the store writes them: sorted by trace, with a
+/// trained dictionary (format version 2 on).
+const WITH_DICT: &str = "00000000000000000003.seg";
+
+fn dict_spans() -> Vec<Span> {
+    spanlog::gen::generate(7, 3000)
+}
+
+fn write_dict_segment(dir: &Path) -> PathBuf {
+    let layout = SegmentLayout {
+        block_bytes: 16 << 10,
+        level: 3,
+    };
+    let table = Memtable::from_spans(dict_spans());
+    memtable::write_segment(dir, 3, &table, &layout)
+        .unwrap()
+        .path
+        .clone()
+}
 
 fn resource(service: &str) -> Resource {
     Resource {
@@ -183,52 +211,83 @@ fn regenerate() {
     let mut bytes = std::fs::read(tmp.path().join(TORN)).unwrap();
     bytes.truncate(cut as usize);
     std::fs::write(out.join(TORN), bytes).unwrap();
+    std::fs::copy(write_dict_segment(tmp.path()), out.join(WITH_DICT)).unwrap();
 }
 
 #[test]
-fn sealed_fixture_reads_back_every_span() {
-    let seg = Arc::new(SealedSegment::open(&fixtures().join(SEALED)).unwrap());
-    assert_eq!(seg.header.version, 1);
-    assert_eq!(seg.blocks.len(), 3);
-    let src = BlockSource::Mapped(seg.clone());
-    let mut got = Vec::new();
-    for m in &seg.blocks {
-        got.extend(src.all_spans(m).unwrap());
+fn sealed_fixtures_of_every_version_read_back_every_span() {
+    for v in VERSIONS {
+        let seg = Arc::new(SealedSegment::open(&fixtures_of(v).join(SEALED)).unwrap());
+        assert_eq!(seg.header.version, v);
+        assert_eq!(seg.blocks.len(), 3);
+        let src = BlockSource::Mapped(seg.clone());
+        let mut got = Vec::new();
+        for m in &seg.blocks {
+            got.extend(src.all_spans(m).unwrap());
+        }
+        assert_eq!(sorted(got), sorted(spans()), "version {v}");
+        let t = TraceId([0x12; 16]);
+        let metas = seg.trace_blocks(&t).unwrap();
+        let from_index: Vec<Span> = metas
+            .iter()
+            .flat_map(|m| src.trace_spans(m, &t).unwrap())
+            .collect();
+        assert_eq!(
+            sorted(from_index),
+            sorted(spans().into_iter().filter(|s| s.trace_id == t).collect())
+        );
     }
-    assert_eq!(sorted(got), sorted(spans()));
-    let t = TraceId([0x12; 16]);
-    let metas = seg.trace_blocks(&t).unwrap();
-    let from_index: Vec<Span> = metas
+}
+
+#[test]
+fn dictionary_fixture_reads_back_every_span() {
+    let seg = Arc::new(SealedSegment::open(&fixtures_of(2).join(WITH_DICT)).unwrap());
+    let dict = seg
+        .section_sizes()
         .iter()
-        .flat_map(|m| src.trace_spans(m, &t).unwrap())
+        .find(|(id, _)| *id == section::DICT)
+        .unwrap()
+        .1;
+    assert!(dict > 0, "the fixture must exercise a trained dictionary");
+    assert!(seg.blocks.len() > 8);
+    let src = BlockSource::Mapped(seg.clone());
+    let got: Vec<Span> = seg
+        .blocks
+        .iter()
+        .flat_map(|m| src.all_spans(m).unwrap())
         .collect();
-    assert_eq!(
-        sorted(from_index),
-        sorted(spans().into_iter().filter(|s| s.trace_id == t).collect())
-    );
+    assert_eq!(sorted(got), sorted(dict_spans()));
+    assert!(verify_path(&fixtures_of(2).join(WITH_DICT))
+        .unwrap()
+        .is_clean());
 }
 
 #[test]
 fn writer_still_produces_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let sealed = write_segment(tmp.path(), 1).seal(tmp.path()).unwrap();
-    let now = without_creation_time(std::fs::read(sealed).unwrap());
-    let golden = without_creation_time(std::fs::read(fixtures().join(SEALED)).unwrap());
-    assert!(now == golden, "the writer's output differs from the version-1 fixture: bump the format version and add new fixtures");
+    let with_dict = write_dict_segment(tmp.path());
+    for (now, name) in [(sealed, SEALED), (with_dict, WITH_DICT)] {
+        let now = without_creation_time(std::fs::read(now).unwrap());
+        let golden = without_creation_time(std::fs::read(fixtures().join(name)).unwrap());
+        assert!(
+            now == golden,
+            "the writer's output differs from the version-{FORMAT_VERSION} fixture {name}: bump the format version and add new fixtures"
+        );
+    }
 }
 
-#[test]
-fn store_opens_over_the_fixtures_and_recovers_the_torn_tail() {
+fn store_opens_over_the_fixtures_and_recovers_the_torn_tail_in(v: u32) {
     let tmp = tempfile::tempdir().unwrap();
     for name in [SEALED, TORN] {
-        std::fs::copy(fixtures().join(name), tmp.path().join(name)).unwrap();
+        std::fs::copy(fixtures_of(v).join(name), tmp.path().join(name)).unwrap();
     }
     let store = Store::open(tmp.path(), Options::read_only()).unwrap();
     // Read-only: the torn segment's two whole blocks are visible, nothing is cut.
     assert_eq!(store.stats().unwrap().spans, 24 + 16);
     assert_eq!(
         std::fs::metadata(tmp.path().join(TORN)).unwrap().len(),
-        std::fs::metadata(fixtures().join(TORN)).unwrap().len()
+        std::fs::metadata(fixtures_of(v).join(TORN)).unwrap().len()
     );
     drop(store);
     let store = Store::open(tmp.path(), Options::default()).unwrap();
@@ -250,8 +309,14 @@ fn store_opens_over_the_fixtures_and_recovers_the_torn_tail() {
 }
 
 #[test]
-fn flipped_bit_is_reported_at_its_block_and_other_blocks_stay_readable() {
-    let path = fixtures().join(FLIPPED);
+fn store_opens_over_the_fixtures_and_recovers_the_torn_tail() {
+    for v in VERSIONS {
+        store_opens_over_the_fixtures_and_recovers_the_torn_tail_in(v);
+    }
+}
+
+fn flipped_bit_is_reported_at_its_block_and_other_blocks_stay_readable_in(v: u32) {
+    let path = fixtures_of(v).join(FLIPPED);
     let report = verify_path(&path).unwrap();
     let seg = SealedSegment::open(&path).unwrap();
     let bad = seg.blocks[1];
@@ -271,4 +336,11 @@ fn flipped_bit_is_reported_at_its_block_and_other_blocks_stay_readable() {
     let err = src.all_spans(&seg.blocks[1]).unwrap_err();
     assert!(err.is_corruption(), "{err}");
     assert!(err.to_string().contains(FLIPPED), "{err}");
+}
+
+#[test]
+fn flipped_bit_is_reported_at_its_block_and_other_blocks_stay_readable() {
+    for v in VERSIONS {
+        flipped_bit_is_reported_at_its_block_and_other_blocks_stay_readable_in(v);
+    }
 }

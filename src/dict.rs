@@ -1,0 +1,60 @@
+//! Per-segment zstd dictionaries.
+//!
+//! Blocks are kept small so that a trace lookup decompresses little, but a
+//! small block compresses poorly on its own: most of its bytes (attribute
+//! keys and values, resources) repeat across the blocks of a segment. A
+//! dictionary trained on a sample of the segment's blocks and stored once in
+//! its footer gives small blocks the ratio of large ones.
+
+use std::io;
+use std::sync::Mutex;
+
+/// Largest dictionary written, in bytes.
+pub const DICT_MAX_BYTES: usize = 64 << 10;
+
+/// Fewer sample bytes than this and training is not worth it (zstd refuses
+/// to train on very little data anyway).
+const MIN_SAMPLE_BYTES: usize = 128 << 10;
+
+/// Trains a dictionary on sample block bodies; `None` when the samples are
+/// too few or training fails, in which case blocks are compressed without.
+pub fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let total: usize = samples.iter().map(Vec::len).sum();
+    if total < MIN_SAMPLE_BYTES || samples.len() < 8 {
+        return None;
+    }
+    zstd::dict::from_samples(samples, DICT_MAX_BYTES).ok()
+}
+
+/// A segment's dictionary, with decompression contexts that have it loaded.
+/// Contexts are pooled so concurrent readers do not load it again per block.
+pub struct BlockDict {
+    bytes: Vec<u8>,
+    pool: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
+}
+
+impl BlockDict {
+    pub fn new(bytes: &[u8]) -> Self {
+        BlockDict {
+            bytes: bytes.to_vec(),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The dictionary as stored.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Decompresses a block body compressed with this dictionary into `out`.
+    pub fn decompress(&self, body: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut d = match pooled {
+            Some(d) => d,
+            None => zstd::bulk::Decompressor::with_dictionary(&self.bytes)?,
+        };
+        let r = d.decompress_to_buffer(body, out);
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+        r
+    }
+}
