@@ -7,6 +7,7 @@
 //! block and referenced by index; times are delta-encoded. The layout is
 //! specified byte for byte in `format-spec.md`, section "Block".
 
+use std::cell::OnceCell;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -61,7 +62,7 @@ const COL_EVENTS: usize = 11;
 const COL_LINKS: usize = 12;
 
 /// Strings up to this length are stored once per block dictionary.
-const INTERN_MAX_LEN: usize = 48;
+pub const INTERN_MAX_LEN: usize = 48;
 
 /// Deepest nesting of array / key-value-list values a reader follows.
 pub const MAX_VALUE_DEPTH: usize = 64;
@@ -201,7 +202,7 @@ pub fn encode_rows(
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) -> std::io::Result<EncodedBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min, max) = encode_raw(rows)?;
+    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN)?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 
@@ -215,9 +216,9 @@ pub struct RawBlock {
 }
 
 /// Encodes borrowed spans into an uncompressed block body.
-pub fn encode_raw_block(rows: Vec<&Span>) -> std::io::Result<RawBlock> {
+pub fn encode_raw_block(rows: Vec<&Span>, intern_max_len: usize) -> std::io::Result<RawBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min_start, max_start) = encode_raw(rows)?;
+    let (raw, summary, min_start, max_start) = encode_raw(rows, intern_max_len)?;
     Ok(RawBlock {
         raw,
         summary,
@@ -277,11 +278,16 @@ fn finish_block(
 
 type Encoded = (Vec<u8>, BlockSummary, u64, u64);
 
-fn encode_raw(mut rows: Vec<&Span>) -> std::io::Result<Encoded> {
+fn encode_raw(mut rows: Vec<&Span>, intern_max_len: usize) -> std::io::Result<Encoded> {
     rows.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
     });
-    let mut enc = Encoder::default();
+    // Sized up front: growing the dictionary map rehashes every string.
+    let mut enc = Encoder {
+        intern_max_len,
+        strings: FastMap::with_capacity_and_hasher(rows.len() * 2, Default::default()),
+        ..Encoder::default()
+    };
     let raw = enc.encode(&rows);
     if raw.len() > MAX_RAW_LEN as usize {
         // Readers refuse such a block, so it must never be written.
@@ -329,10 +335,12 @@ pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
 struct Encoder<'a> {
     cols: [Vec<u8>; COLUMN_COUNT],
     /// Index of each short string already in the dictionary.
-    strings: FastMap<&'a str, u32>,
+    strings: FastMap<Short<'a>, u32>,
     dict: Vec<&'a str>,
     resources: Vec<&'a Resource>,
     scopes: Vec<&'a Scope>,
+    /// Strings up to this length are stored once; 0 stores every use.
+    intern_max_len: usize,
 }
 
 impl<'a> Encoder<'a> {
@@ -491,11 +499,11 @@ impl<'a> Encoder<'a> {
     /// than it saves: each gets its own entry, and zstd finds what repeats.
     fn string(&mut self, s: &'a str) -> u64 {
         let next = self.dict.len() as u32;
-        if s.len() > INTERN_MAX_LEN {
+        if s.len() > self.intern_max_len {
             self.dict.push(s);
             return u64::from(next);
         }
-        let i = *self.strings.entry(s).or_insert(next);
+        let i = *self.strings.entry(Short(s)).or_insert(next);
         if i == next {
             self.dict.push(s);
         }
@@ -553,6 +561,39 @@ impl<'a> Encoder<'a> {
                 self.attrs(out, list);
             }
         }
+    }
+}
+
+/// A short string as a dictionary key. Equality compares 8-byte words
+/// inline: keys are hit far more often than missed, and a call to memcmp
+/// per hit costs more than the comparison itself.
+#[derive(Clone, Copy, Eq)]
+struct Short<'a>(&'a str);
+
+impl PartialEq for Short<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut ca = a.chunks_exact(8);
+        let mut cb = b.chunks_exact(8);
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            if u64::from_ne_bytes(x.try_into().unwrap_or([0; 8]))
+                != u64::from_ne_bytes(y.try_into().unwrap_or([0; 8]))
+            {
+                return false;
+            }
+        }
+        ca.remainder() == cb.remainder()
+    }
+}
+
+impl std::hash::Hash for Short<'_> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write(self.0.as_bytes());
     }
 }
 
@@ -648,8 +689,10 @@ pub struct BlockView<'a> {
     col_offsets: [usize; COLUMN_COUNT],
     strings: Vec<&'a str>,
     runs: Vec<(TraceId, u32)>,
-    resources: Vec<Arc<Resource>>,
-    scopes: Vec<Arc<Scope>>,
+    /// Offsets of the table entries in their columns; entries are decoded
+    /// on first use, since a lookup needs only the few its rows refer to.
+    resources: Vec<(usize, OnceCell<Arc<Resource>>)>,
+    scopes: Vec<(usize, OnceCell<Arc<Scope>>)>,
     span_count: usize,
 }
 
@@ -735,37 +778,70 @@ impl<'a> BlockView<'a> {
         c.finish()
     }
 
+    /// Finds where each resource and scope starts; decoding waits for use.
     fn parse_tables(&mut self) -> DecodeResult<()> {
         let mut c = self.cursor(COL_RESOURCES);
         let n = c.count(3)?;
         for _ in 0..n {
-            let attributes = c.attrs(&self.strings, 0)?;
-            let dropped_attributes_count = c.varint_u32()?;
-            let schema_url = c.string(&self.strings)?;
-            self.resources.push(Arc::new(Resource {
-                attributes,
-                dropped_attributes_count,
-                schema_url,
-            }));
+            self.resources.push((c.position(), OnceCell::new()));
+            let r = skip_attrs(&mut c, 0)
+                .and_then(|_| c.varint())
+                .and_then(|_| c.varint());
+            c.rebase(r)?;
         }
         c.finish()?;
         let mut c = self.cursor(COL_SCOPES);
         let n = c.count(5)?;
         for _ in 0..n {
-            let name = c.string(&self.strings)?;
-            let version = c.string(&self.strings)?;
-            let attributes = c.attrs(&self.strings, 0)?;
-            let dropped_attributes_count = c.varint_u32()?;
-            let schema_url = c.string(&self.strings)?;
-            self.scopes.push(Arc::new(Scope {
-                name,
-                version,
-                attributes,
-                dropped_attributes_count,
-                schema_url,
-            }));
+            self.scopes.push((c.position(), OnceCell::new()));
+            let r = c.varint().and_then(|_| c.varint());
+            let r = r
+                .and_then(|_| skip_attrs(&mut c, 0))
+                .and_then(|_| c.varint())
+                .and_then(|_| c.varint());
+            c.rebase(r)?;
         }
         c.finish()
+    }
+
+    fn resource(&self, i: usize) -> DecodeResult<Arc<Resource>> {
+        let Some((at, cell)) = self.resources.get(i) else {
+            return self
+                .cursor(COL_RESOURCES)
+                .err(format!("resource {i} not in the block's table"));
+        };
+        if let Some(r) = cell.get() {
+            return Ok(r.clone());
+        }
+        let mut c = self.cursor(COL_RESOURCES);
+        c.take(*at)?;
+        let r = Arc::new(Resource {
+            attributes: c.attrs(&self.strings, 0)?,
+            dropped_attributes_count: c.varint_u32()?,
+            schema_url: c.string(&self.strings)?,
+        });
+        Ok(cell.get_or_init(|| r).clone())
+    }
+
+    fn scope(&self, i: usize) -> DecodeResult<Arc<Scope>> {
+        let Some((at, cell)) = self.scopes.get(i) else {
+            return self
+                .cursor(COL_SCOPES)
+                .err(format!("scope {i} not in the block's table"));
+        };
+        if let Some(s) = cell.get() {
+            return Ok(s.clone());
+        }
+        let mut c = self.cursor(COL_SCOPES);
+        c.take(*at)?;
+        let s = Arc::new(Scope {
+            name: c.string(&self.strings)?,
+            version: c.string(&self.strings)?,
+            attributes: c.attrs(&self.strings, 0)?,
+            dropped_attributes_count: c.varint_u32()?,
+            schema_url: c.string(&self.strings)?,
+        });
+        Ok(cell.get_or_init(|| s).clone())
     }
 
     /// Number of spans in the block.
@@ -1112,16 +1188,9 @@ impl<'v, 'a> Rows<'v, 'a> {
         span.dropped_links_count = m.varint_u32()?;
         let r = m.varint()? as usize;
         let s = m.varint()? as usize;
-        match (self.view.resources.get(r), self.view.scopes.get(s)) {
-            (Some(res), Some(scope)) => {
-                span.resource = res.clone();
-                span.scope = scope.clone();
-                Ok(())
-            }
-            _ => m.rebase(m.err(format!(
-                "resource {r} or scope {s} not in the block's tables"
-            ))),
-        }
+        span.resource = self.view.resource(r)?;
+        span.scope = self.view.scope(s)?;
+        Ok(())
     }
 
     fn read_events(&mut self, start: u64) -> DecodeResult<Vec<Event>> {

@@ -56,9 +56,11 @@ impl Hasher for FastHasher {
         self.add(i as u64);
     }
 
+    /// The multiply leaves the low bits weak, and hashbrown picks buckets by
+    /// the low bits: fold the high bits down (as rustc-hash 2 does).
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(26)
     }
 }
 

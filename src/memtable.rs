@@ -97,7 +97,25 @@ pub struct SegmentLayout {
     pub block_bytes: usize,
     /// zstd level of sealed blocks.
     pub level: i32,
+    /// Longest string stored once per block dictionary.
+    pub intern_max_len: usize,
+    /// The zstd dictionary in use and how many segments used it.
+    pub dict: Option<(Vec<u8>, u32)>,
 }
+
+impl SegmentLayout {
+    pub fn new(block_bytes: usize, level: i32) -> Self {
+        SegmentLayout {
+            block_bytes,
+            level,
+            intern_max_len: crate::block::INTERN_MAX_LEN,
+            dict: None,
+        }
+    }
+}
+
+/// Segments that share one trained dictionary.
+const RETRAIN_EVERY: u32 = 8;
 
 /// At most this many blocks are sampled to train a segment's dictionary.
 const DICT_SAMPLES: usize = 64;
@@ -113,7 +131,7 @@ pub fn write_segment(
     dir: &Path,
     id: u64,
     table: &Memtable,
-    layout: &SegmentLayout,
+    layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
     let spans = &table.spans;
     let mut order: Vec<u32> = (0..spans.len() as u32).collect();
@@ -162,7 +180,7 @@ fn fill(
     table: &Memtable,
     order: &[u32],
     ranges: &[Range<usize>],
-    layout: &SegmentLayout,
+    layout: &mut SegmentLayout,
 ) -> Result<()> {
     let path = seg.path.clone();
     let io = |e| crate::Error::io(path.as_path(), "encode block", e);
@@ -171,18 +189,34 @@ fn fill(
             .map(|i| &table.spans[order[i] as usize])
             .collect::<Vec<&Span>>()
     };
-    // Sampled blocks are encoded first for training, then reused.
-    let step = ranges.len().div_ceil(DICT_SAMPLES).max(1);
+    // Sampled blocks are encoded first for training, then reused. A
+    // dictionary serves several segments before it is trained again: the
+    // data of consecutive segments is alike, and training is costly.
+    let retrain = layout
+        .dict
+        .as_ref()
+        .is_none_or(|(_, uses)| *uses >= RETRAIN_EVERY);
+    let step = if retrain {
+        ranges.len().div_ceil(DICT_SAMPLES).max(1)
+    } else {
+        usize::MAX
+    };
     let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
     for (i, r) in ranges.iter().enumerate() {
         samples.push(if i % step == 0 {
-            Some(encode_raw_block(rows(r)).map_err(io)?)
+            Some(encode_raw_block(rows(r), layout.intern_max_len).map_err(io)?)
         } else {
             None
         });
     }
-    let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
-    let dict = train(&bodies);
+    if retrain {
+        let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
+        layout.dict = train(&bodies).map(|d| (d, 0));
+    }
+    let dict = layout.dict.as_mut().map(|(d, uses)| {
+        *uses += 1;
+        d.clone()
+    });
     let mut compressor = match &dict {
         Some(d) => zstd::bulk::Compressor::with_dictionary(layout.level, d),
         None => zstd::bulk::Compressor::new(layout.level),
@@ -192,7 +226,7 @@ fn fill(
     for (r, sample) in ranges.iter().zip(samples) {
         let raw = match sample {
             Some(raw) => raw,
-            None => encode_raw_block(rows(r)).map_err(io)?,
+            None => encode_raw_block(rows(r), layout.intern_max_len).map_err(io)?,
         };
         let block = compress_block(raw, &mut compressor, seg.dict.is_some()).map_err(io)?;
         seg.append(&block)?;
@@ -220,11 +254,8 @@ mod tests {
                 ..Span::default()
             })
             .collect();
-        let layout = SegmentLayout {
-            block_bytes: 10_000,
-            level: 3,
-        };
-        let seg = write_segment(dir.path(), 5, &Memtable::from_spans(spans), &layout).unwrap();
+        let mut layout = SegmentLayout::new(10_000, 3);
+        let seg = write_segment(dir.path(), 5, &Memtable::from_spans(spans), &mut layout).unwrap();
         assert!(seg.blocks.len() > 5);
         let src = BlockSource::Mapped(seg.clone());
         for t in 1..=50u8 {

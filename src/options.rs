@@ -46,7 +46,7 @@ impl Default for Options {
         Options {
             read_only: false,
             create_if_missing: true,
-            block_target_bytes: 32 << 10,
+            block_target_bytes: 16 << 10,
             wal_block_bytes: 256 << 10,
             segment_max_bytes: 64 << 20,
             segment_max_age: Duration::from_secs(3600),

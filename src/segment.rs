@@ -1,10 +1,12 @@
 //! One segment file: a header, blocks appended one after another, and, once
 //! sealed, a footer of index sections closed by a fixed trailer.
 //!
-//! An active segment (`*.active`) only ever grows by whole blocks; after a
-//! crash its torn tail is cut back to the last valid block. Sealing appends
-//! the footer, fsyncs, and renames the file to `*.seg`; from then on the file
-//! is never modified and may be mapped. Layout: `format-spec.md`, "Segment".
+//! The same layout serves the write-ahead log (`*.wal`), which only ever
+//! grows by whole blocks and never gets a footer (after a crash its torn
+//! tail is cut back to the last valid block), and segments being written
+//! (`*.seg.tmp`). Sealing appends the footer, fsyncs, and renames the file
+//! to `*.seg`; from then on the file is never modified and may be mapped.
+//! Layout: `format-spec.md`, sections 4 to 6.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

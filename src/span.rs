@@ -9,13 +9,37 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-/// A 16-byte trace identifier. All zeroes is invalid.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+/// A 16-byte trace identifier. All zeroes is invalid. Ordered as the bytes
+/// are (big-endian), which is the order of the trace index.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TraceId(pub [u8; 16]);
 
 /// An 8-byte span identifier. All zeroes is invalid.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SpanId(pub [u8; 8]);
+
+// Comparing as integers gives the byte order without a call to memcmp,
+// which matters when sorting every span of a segment.
+impl Ord for TraceId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        u128::from_be_bytes(self.0).cmp(&u128::from_be_bytes(other.0))
+    }
+}
+impl PartialOrd for TraceId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for SpanId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        u64::from_be_bytes(self.0).cmp(&u64::from_be_bytes(other.0))
+    }
+}
+impl PartialOrd for SpanId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     for b in bytes {
@@ -418,6 +442,11 @@ mod tests {
         assert!(SpanId::from_hex("é123456789abcde").is_err());
         assert!(SpanId::from_hex("+1+1+1+1+1+1+1+1").is_err());
         assert_eq!(SpanId::from_hex("00000000000000ff").unwrap().0[7], 0xff);
+        let (a, b) = (
+            TraceId([1; 16]),
+            TraceId::from_hex("0101010101010101010101010101ffff").unwrap(),
+        );
+        assert!(a < b && a.0 < b.0, "integer order is byte order");
     }
 
     #[test]

@@ -557,9 +557,9 @@ impl Inner {
     /// log's id, publishes it, then deletes the log. A crash between the seal
     /// and the delete leaves both, and the next open deletes the log because
     /// its segment exists. The table is freed here, off the write path.
-    fn run_sealer(&self, layout: SegmentLayout) {
+    fn run_sealer(&self, mut layout: SegmentLayout) {
         while let Some(job) = self.next_job() {
-            let r = write_segment(&self.dir, job.wal.id, &job.table, &layout);
+            let r = write_segment(&self.dir, job.wal.id, &job.table, &mut layout);
             let mut w = self.lock();
             match self.poison(&mut w, r) {
                 Ok(seg) => {
@@ -823,10 +823,7 @@ fn open_writer(
         .filter(|f| f.1 == FileKind::Segment)
         .map(|f| f.0)
         .collect();
-    let layout = SegmentLayout {
-        block_bytes: opts.block_target_bytes,
-        level: opts.compression_level,
-    };
+    let mut layout = SegmentLayout::new(opts.block_target_bytes, opts.compression_level);
     // Unfinished segments go first: recovering a log rewrites its segment
     // under the same temporary name.
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Temp) {
@@ -840,7 +837,7 @@ fn open_writer(
             FileKind::Wal if sealed_ids.contains(id) => {
                 remove_leftover(dir, path, "a log whose segment was sealed")?
             }
-            FileKind::Wal => sealed.extend(recover_log(dir, path, &layout)?),
+            FileKind::Wal => sealed.extend(recover_log(dir, path, &mut layout)?),
         }
     }
     sealed.sort_by_key(|s| s.id);
@@ -868,7 +865,7 @@ fn remove_leftover(dir: &Path, path: &Path, what: &str) -> Result<()> {
 fn recover_log(
     dir: &Path,
     path: &Path,
-    layout: &SegmentLayout,
+    layout: &mut SegmentLayout,
 ) -> Result<Option<Arc<SealedSegment>>> {
     let r = segment::recover_active(path, true)?;
     if let Some((offset, why)) = &r.torn_tail {

@@ -1,5 +1,5 @@
-//! Golden files: segments written by format version 1, committed under
-//! `tests/fixtures/v1/`, read back forever after. An accidental change to the
+//! Golden files: segments written by each format version, committed under
+//! `tests/fixtures/v<version>/`, read back forever after. An accidental change to the
 //! format (reader or writer) fails here; a deliberate one bumps the format
 //! version and adds a new fixture directory next to this one.
 //!
@@ -42,12 +42,9 @@ fn dict_spans() -> Vec<Span> {
 }
 
 fn write_dict_segment(dir: &Path) -> PathBuf {
-    let layout = SegmentLayout {
-        block_bytes: 16 << 10,
-        level: 3,
-    };
+    let mut layout = SegmentLayout::new(16 << 10, 3);
     let table = Memtable::from_spans(dict_spans());
-    memtable::write_segment(dir, 3, &table, &layout)
+    memtable::write_segment(dir, 3, &table, &mut layout)
         .unwrap()
         .path
         .clone()

@@ -181,6 +181,7 @@ fn section_name(id: u32) -> &'static str {
         section::BLOOM => "bloom",
         section::CATALOG => "catalog",
         section::BLOCK_OPS => "block_ops",
+        section::DICT => "dictionary",
         _ => "unknown",
     }
 }
