@@ -631,6 +631,18 @@ pub fn decompress_body(
     body: &[u8],
     dict: Option<&BlockDict>,
 ) -> DecodeResult<Vec<u8>> {
+    let mut out = Vec::new();
+    decompress_into(header, body, dict, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress_body`] into a caller's buffer, so lookups can reuse one.
+pub fn decompress_into(
+    header: &BlockHeader,
+    body: &[u8],
+    dict: Option<&BlockDict>,
+    out: &mut Vec<u8>,
+) -> DecodeResult<()> {
     let fail = |detail: String| Err(DecodeError { offset: 0, detail });
     if body.len() != header.body_len as usize {
         return fail(format!(
@@ -646,15 +658,16 @@ pub fn decompress_body(
             header.body_crc
         ));
     }
-    let raw = match header.codec {
-        Codec::None => body.to_vec(),
+    out.clear();
+    match header.codec {
+        Codec::None => out.extend_from_slice(body),
         Codec::Zstd | Codec::ZstdDict => {
-            let mut out = Vec::with_capacity(header.raw_len as usize);
+            out.reserve(header.raw_len as usize);
             let n = match (header.codec, dict) {
                 (Codec::Zstd, _) => {
-                    DECOMPRESSOR.with(|d| d.borrow_mut().decompress_to_buffer(body, &mut out))
+                    DECOMPRESSOR.with(|d| d.borrow_mut().decompress_to_buffer(body, out))
                 }
-                (_, Some(d)) => d.decompress(body, &mut out),
+                (_, Some(d)) => d.decompress(body, out),
                 (_, None) => {
                     return fail("block needs a segment dictionary and there is none".into())
                 }
@@ -664,17 +677,16 @@ pub fn decompress_body(
                 detail: format!("zstd: {e}"),
             })?;
             out.truncate(n);
-            out
         }
-    };
-    if raw.len() != header.raw_len as usize {
+    }
+    if out.len() != header.raw_len as usize {
         return fail(format!(
             "decompressed {} bytes, header says {}",
-            raw.len(),
+            out.len(),
             header.raw_len
         ));
     }
-    Ok(raw)
+    Ok(())
 }
 
 thread_local! {

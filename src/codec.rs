@@ -17,6 +17,7 @@ pub struct DecodeError {
 
 pub type DecodeResult<T> = std::result::Result<T, DecodeError>;
 
+#[inline]
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -77,6 +78,7 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
         if n > self.remaining() {
             return self.err(format!("need {n} bytes, only {} remain", self.remaining()));
@@ -86,6 +88,7 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
+    #[inline]
     pub fn u8(&mut self) -> DecodeResult<u8> {
         Ok(self.take(1)?[0])
     }
@@ -104,6 +107,7 @@ impl<'a> Cursor<'a> {
         Ok(a)
     }
 
+    #[inline]
     pub fn varint(&mut self) -> DecodeResult<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {

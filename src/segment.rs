@@ -296,17 +296,45 @@ impl BlockSource {
 
     /// The spans of `trace` in the block.
     pub fn trace_spans(&self, meta: &BlockMeta, trace: &TraceId) -> Result<Vec<Span>> {
-        let (header, raw) = self.load(meta)?;
-        let view = self.view(meta, &raw, &header)?;
-        let rows = view.rows_of(trace);
-        view.rows(rows).map_err(|e| self.body_err(meta, e))
+        self.with_raw(meta, |header, raw| {
+            let view = self.view(meta, raw, header)?;
+            let rows = view.rows_of(trace);
+            view.rows(rows).map_err(|e| self.body_err(meta, e))
+        })
     }
 
     /// Every span of the block.
     pub fn all_spans(&self, meta: &BlockMeta) -> Result<Vec<Span>> {
-        let (header, raw) = self.load(meta)?;
-        let view = self.view(meta, &raw, &header)?;
-        view.all().map_err(|e| self.body_err(meta, e))
+        self.with_raw(meta, |header, raw| {
+            let view = self.view(meta, raw, header)?;
+            view.all().map_err(|e| self.body_err(meta, e))
+        })
+    }
+
+    /// Runs `f` on the block's checked, uncompressed body, held in a
+    /// per-thread buffer: lookups then allocate nothing block-sized.
+    fn with_raw<R>(
+        &self,
+        meta: &BlockMeta,
+        f: impl FnOnce(&BlockHeader, &[u8]) -> Result<R>,
+    ) -> Result<R> {
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut buf = SCRATCH.take();
+        let r = match self {
+            BlockSource::Mapped(seg) => seg.load_block_into(meta, &mut buf),
+            BlockSource::File { .. } => self.load(meta).map(|(h, raw)| {
+                buf = raw;
+                h
+            }),
+        };
+        let out = r.and_then(|h| f(&h, &buf));
+        // Keep the buffer unless a huge block grew it.
+        if buf.capacity() <= 4 << 20 {
+            SCRATCH.set(buf);
+        }
+        out
     }
 
     fn view<'a>(
@@ -901,9 +929,15 @@ impl SealedSegment {
     }
 
     fn load_block(&self, meta: &BlockMeta) -> Result<(BlockHeader, Vec<u8>)> {
+        let mut raw = Vec::new();
+        let h = self.load_block_into(meta, &mut raw)?;
+        Ok((h, raw))
+    }
+
+    fn load_block_into(&self, meta: &BlockMeta, raw: &mut Vec<u8>) -> Result<BlockHeader> {
         let start = meta.offset as usize;
         let stored = &self.map[start..start + meta.stored_len as usize];
-        let (h, raw) = load_from(&self.path, meta.offset, stored, self.dict.as_ref())?;
+        let h = BlockHeader::decode(stored).map_err(|e| block_err(&self.path, meta.offset, e))?;
         if h.stored_len() != u64::from(meta.stored_len)
             || h.span_count != meta.span_count
             || (h.min_start, h.max_start) != (meta.min_start, meta.max_start)
@@ -914,7 +948,10 @@ impl SealedSegment {
                 "block header disagrees with the footer's block entry",
             ));
         }
-        Ok((h, raw))
+        let body = stored.get(BLOCK_HEADER_LEN..).unwrap_or(&[]);
+        block::decompress_into(&h, body, self.dict.as_ref(), raw)
+            .map_err(|e| block_err(&self.path, meta.offset + BLOCK_HEADER_LEN as u64, e))?;
+        Ok(h)
     }
 
     /// Bytes of the file.
