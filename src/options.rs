@@ -24,8 +24,10 @@ pub struct Options {
     /// bounds the memory held by spans not yet in the log.
     pub wal_block_bytes: usize,
     /// Approximate uncompressed size of the spans of one segment: when the
-    /// in-memory table reaches it, it is written out as a sealed segment.
-    /// This bounds the memory of the table (about twice this value).
+    /// in-memory table reaches it, it is frozen and written out as a sealed
+    /// segment. Memory is bounded by two tables (the current one and the
+    /// frozen one); a table of spans takes about three to four times this
+    /// value in memory, so the default bounds the engine near 150 MiB.
     pub segment_max_bytes: u64,
     /// Age at which a non-empty table is written out as a sealed segment on
     /// the next append or flush, so old data does not wait in the log.
@@ -48,7 +50,7 @@ impl Default for Options {
             create_if_missing: true,
             block_target_bytes: 16 << 10,
             wal_block_bytes: 256 << 10,
-            segment_max_bytes: 64 << 20,
+            segment_max_bytes: 16 << 20,
             segment_max_age: Duration::from_secs(3600),
             compression_level: 3,
             max_span_bytes: 4 << 20,

@@ -177,6 +177,12 @@ fn report_ingest(out: &mut dyn Write, store: &Store, r: &Ingest) -> CliResult {
         r.wall_nanos as f64 / 1e9
     );
     writeln!(out, "{}", line("wall time", wall))?;
+    if let Some(mib) = crate::workload::peak_rss_mib() {
+        // Spans are generated batch by batch here, so this is the engine's
+        // own footprint plus one batch: it does not grow with the store.
+        let peak = format!("{mib:.0} MiB peak resident memory so far (generator included)");
+        writeln!(out, "{}", line("memory", peak))?;
+    }
     report_size(out, store, r)
 }
 
