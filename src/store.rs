@@ -1105,4 +1105,36 @@ mod tests {
             assert_eq!(store.get_trace(TraceId([t; 16])).unwrap().len(), 300);
         }
     }
+
+    /// Readers never miss a span while tables are frozen, sealed and
+    /// published under them: a trace only ever grows.
+    #[test]
+    fn reads_see_every_span_while_the_sealer_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { segment_max_bytes: 6_000, wal_block_bytes: 1_000, ..small() };
+        let store = Store::open(dir.path(), opts).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut last = [0usize; 3];
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for t in 1..=3u8 {
+                        let n = store.get_trace(TraceId([t; 16])).unwrap().len();
+                        assert!(n >= last[usize::from(t - 1)], "trace {t} shrank from {} to {n}", last[usize::from(t - 1)]);
+                        last[usize::from(t - 1)] = n;
+                    }
+                }
+            });
+            for i in 0..3000u32 {
+                store.append(vec![span((i % 3 + 1) as u8, i, u64::from(i))]).unwrap();
+            }
+            store.flush().unwrap();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            reader.join().unwrap();
+        });
+        assert!(store.stats().unwrap().sealed_segments > 3);
+        for t in 1..=3u8 {
+            assert_eq!(store.get_trace(TraceId([t; 16])).unwrap().len(), 1000);
+        }
+    }
 }

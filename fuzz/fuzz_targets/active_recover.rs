@@ -6,7 +6,7 @@ use spanlog::segment::recover_active;
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("00000000000000000001.active");
+    let path = dir.path().join("00000000000000000001.wal");
     std::fs::write(&path, data).unwrap();
     if let Ok(r) = recover_active(&path, true) {
         let src = r.segment.source();
