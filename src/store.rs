@@ -1111,7 +1111,11 @@ mod tests {
     #[test]
     fn reads_see_every_span_while_the_sealer_works() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = Options { segment_max_bytes: 6_000, wal_block_bytes: 1_000, ..small() };
+        let opts = Options {
+            segment_max_bytes: 6_000,
+            wal_block_bytes: 1_000,
+            ..small()
+        };
         let store = Store::open(dir.path(), opts).unwrap();
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -1120,13 +1124,19 @@ mod tests {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     for t in 1..=3u8 {
                         let n = store.get_trace(TraceId([t; 16])).unwrap().len();
-                        assert!(n >= last[usize::from(t - 1)], "trace {t} shrank from {} to {n}", last[usize::from(t - 1)]);
+                        assert!(
+                            n >= last[usize::from(t - 1)],
+                            "trace {t} shrank from {} to {n}",
+                            last[usize::from(t - 1)]
+                        );
                         last[usize::from(t - 1)] = n;
                     }
                 }
             });
             for i in 0..3000u32 {
-                store.append(vec![span((i % 3 + 1) as u8, i, u64::from(i))]).unwrap();
+                store
+                    .append(vec![span((i % 3 + 1) as u8, i, u64::from(i))])
+                    .unwrap();
             }
             store.flush().unwrap();
             done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -1,8 +1,8 @@
 //! `spanlog`: look into, check and try out spanlog stores.
 //!
 //! Every command is a thin layer over the library: it opens stores
-//! read-only (except `demo` and `bench`, which write their own) and formats
-//! what the library returns.
+//! read-only (except `ingest`, which appends to one, and `demo` and `bench`,
+//! which write their own) and formats what the library returns.
 
 mod bench;
 mod demo;
@@ -10,8 +10,10 @@ mod dump;
 mod error;
 mod format;
 mod get;
+mod ingest;
 mod inspect;
 mod layout;
+mod progress;
 mod tree;
 mod verify;
 mod workload;
@@ -32,8 +34,9 @@ use crate::error::{CliResult, USAGE};
         A store is a directory of sealed segments (*.seg), which never change \
         again, and a write-ahead log (*.wal) of the spans not yet sealed. \
         inspect, verify, dump and get only read; they never modify a file.\n\n\
-        Exit status: 0 on success, 1 when data is damaged, a trace is not found \
-        or verify finds errors, 2 on usage errors and unreadable paths.",
+        Exit status: 0 on success, 1 when data is damaged, a trace is not found, \
+        verify finds errors or ingest refuses an input, 2 on usage errors and \
+        unreadable paths.",
     after_help = "Try `spanlog demo` to ingest a million generated spans and query them."
 )]
 struct Cli {
@@ -47,6 +50,7 @@ enum Command {
     Verify(verify::Args),
     Dump(dump::Args),
     Get(get::Args),
+    Ingest(ingest::Args),
     Demo(demo::Args),
     Bench(bench::Args),
 }
@@ -78,6 +82,7 @@ fn run(command: Command, out: &mut dyn Write) -> CliResult {
         Command::Verify(args) => verify::run(&args, out),
         Command::Dump(args) => dump::run(&args, out),
         Command::Get(args) => get::run(&args, out),
+        Command::Ingest(args) => ingest::run(&args, out),
         Command::Demo(args) => demo::run(&args, out),
         Command::Bench(args) => bench::run(&args, out),
     }
