@@ -41,6 +41,13 @@ pub struct Options {
     pub max_attributes: usize,
     /// Deepest nesting of array / key-value-list values accepted.
     pub max_value_depth: usize,
+    /// How a writer open treats a write-ahead log with an invalid block
+    /// followed by valid ones. By default (`false`) it recovers up to the
+    /// invalid block, keeps the bytes after it in `<log>.damaged-<offset>`
+    /// and logs an error: after a power loss such blocks are writes that
+    /// were never acknowledged and reached the disk out of order. With
+    /// `true` the open fails with a corruption error and changes nothing.
+    pub strict_recovery: bool,
 }
 
 impl Default for Options {
@@ -56,6 +63,7 @@ impl Default for Options {
             max_span_bytes: 4 << 20,
             max_attributes: 10_000,
             max_value_depth: 32,
+            strict_recovery: false,
         }
     }
 }

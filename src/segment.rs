@@ -598,7 +598,7 @@ impl ActiveSegment {
     }
 }
 
-/// Outcome of reading an active segment after a restart.
+/// Outcome of reading a write-ahead log after a restart.
 pub struct Recovered {
     pub segment: ActiveSegment,
     /// Every span of the valid blocks, block by block.
@@ -606,15 +606,34 @@ pub struct Recovered {
     /// Offset where valid blocks end, and why the rest was not accepted,
     /// when the file holds more bytes than its valid blocks.
     pub torn_tail: Option<(u64, String)>,
+    /// Offset of a valid block found after the first invalid one: the
+    /// damage is not (only) a torn last write.
+    pub valid_after_damage: Option<u64>,
+    /// Where the bytes cut off were kept, when valid blocks were among them.
+    pub kept_tail: Option<PathBuf>,
 }
 
 /// Reads a write-ahead log block by block, stopping at the first block that
-/// does not check out. That block must be the torn tail of an interrupted
-/// write: if a valid block follows it, the damage is in the middle of data
-/// that was acknowledged and the result is a corruption error, never a
-/// truncation. With `truncate`, a torn tail is cut off and the file fsynced;
-/// otherwise (read-only opens, verification) the file is left alone.
+/// does not check out (point-in-time recovery). With `truncate`, the rest of
+/// the file is cut off and the file fsynced; if valid blocks were among the
+/// bytes cut, they are first kept in `<log>.damaged-<offset>` so nothing is
+/// destroyed. After a power loss such blocks are unacknowledged writes that
+/// reached the disk out of order (or stale data); with `strict` they are
+/// instead a corruption error and nothing is changed. Without `truncate`
+/// (read-only opens, verification) the file is left alone.
 pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
+    recover_active_with(path, truncate, false)
+}
+
+impl Recovered {
+    /// Spans in the valid blocks.
+    pub fn span_count(&self) -> u64 {
+        self.segment.span_count
+    }
+}
+
+/// [`recover_active`], refusing damage followed by valid blocks if `strict`.
+pub fn recover_active_with(path: &Path, truncate: bool, strict: bool) -> Result<Recovered> {
     let file = OpenOptions::new()
         .read(true)
         .write(truncate)
@@ -636,8 +655,23 @@ pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
         header.created_unix_nano,
         HEADER_LEN as u64,
     );
-    let (spans, torn_tail) = read_blocks(path, &bytes, &mut seg)?;
+    let (spans, torn_tail) = read_blocks(&bytes, &mut seg);
+    let valid_after_damage = torn_tail
+        .as_ref()
+        .and_then(|(at, _)| later_valid_block(&bytes, *at as usize + 1))
+        .map(|o| o as u64);
+    if let (Some((at, why)), Some(later), true) = (&torn_tail, valid_after_damage, strict) {
+        return Err(Error::corrupt(
+            path,
+            *at,
+            format!("{why} (a valid block follows at {later}, so this is not a torn tail)"),
+        ));
+    }
+    let mut kept_tail = None;
     if torn_tail.is_some() && truncate {
+        if valid_after_damage.is_some() {
+            kept_tail = Some(keep_tail(path, &bytes, seg.len)?);
+        }
         seg.file
             .set_len(seg.len)
             .map_err(|e| Error::io(path, "truncate torn tail", e))?;
@@ -649,16 +683,30 @@ pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
         segment: seg,
         spans,
         torn_tail,
+        valid_after_damage,
+        kept_tail,
     })
+}
+
+/// Copies the bytes about to be cut off to a side file, durably.
+fn keep_tail(path: &Path, bytes: &[u8], from: u64) -> Result<PathBuf> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".damaged-{from}"));
+    let side = PathBuf::from(name);
+    std::fs::write(&side, &bytes[from as usize..])
+        .map_err(|e| Error::io(&side, "keep damaged log tail", e))?;
+    File::open(&side)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&side, "fsync damaged log tail", e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(side)
 }
 
 type TornTail = Option<(u64, String)>;
 
-fn read_blocks(
-    path: &Path,
-    bytes: &[u8],
-    seg: &mut ActiveSegment,
-) -> Result<(Vec<Span>, TornTail)> {
+fn read_blocks(bytes: &[u8], seg: &mut ActiveSegment) -> (Vec<Span>, TornTail) {
     let mut offset = HEADER_LEN;
     let mut out = Vec::new();
     while offset < bytes.len() {
@@ -670,25 +718,15 @@ fn read_blocks(
                 out.extend(spans);
             }
             Err(e) => {
-                let at = (offset + e.offset) as u64;
-                if let Some(later) = later_valid_block(bytes, offset + 1) {
-                    return Err(Error::corrupt(
-                        path,
-                        at,
-                        format!(
-                            "{} (a valid block follows at {later}, so this is not a torn tail)",
-                            e.detail
-                        ),
-                    ));
-                }
-                return Ok((
+                let at = offset + e.offset;
+                return (
                     out,
                     Some((offset as u64, format!("at byte {at}: {}", e.detail))),
-                ));
+                );
             }
         }
     }
-    Ok((out, None))
+    (out, None)
 }
 
 /// The offset of the first whole, valid block at or after `from`, if any.
@@ -717,6 +755,8 @@ fn stillborn(path: &Path, file: File, e: Error) -> Result<Recovered> {
         segment: seg,
         spans: Vec::new(),
         torn_tail: Some((0, format!("incomplete header: {e}"))),
+        valid_after_damage: None,
+        kept_tail: None,
     })
 }
 
@@ -1135,6 +1175,33 @@ mod tests {
         let r = recover_active(&path, true).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), third);
         assert_eq!(r.segment.span_count, 10);
+    }
+
+    #[test]
+    fn damage_before_valid_blocks_is_recovered_up_to_it_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = write_segment(dir.path(), 1);
+        let path = seg.path.as_path().to_path_buf();
+        let (second, third, end) = (seg.blocks[1].offset, seg.blocks[2].offset, seg.len());
+        drop(seg);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[second as usize + BLOCK_HEADER_LEN + 5] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(recover_active_with(&path, true, true).is_err_and(|e| e.is_corruption()));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "strict recovery changes nothing"
+        );
+        let r = recover_active(&path, true).unwrap();
+        assert_eq!(r.span_count(), 5);
+        assert_eq!(r.valid_after_damage, Some(third));
+        let kept = r.kept_tail.unwrap();
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            bytes[second as usize..end as usize]
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), second);
     }
 
     #[test]

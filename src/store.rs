@@ -837,7 +837,9 @@ fn open_writer(
             FileKind::Wal if sealed_ids.contains(id) => {
                 remove_leftover(dir, path, "a log whose segment was sealed")?
             }
-            FileKind::Wal => sealed.extend(recover_log(dir, path, &mut layout)?),
+            FileKind::Wal => {
+                sealed.extend(recover_log(dir, path, &mut layout, opts.strict_recovery)?)
+            }
         }
     }
     sealed.sort_by_key(|s| s.id);
@@ -866,13 +868,17 @@ fn recover_log(
     dir: &Path,
     path: &Path,
     layout: &mut SegmentLayout,
+    strict: bool,
 ) -> Result<Option<Arc<SealedSegment>>> {
-    let r = segment::recover_active(path, true)?;
-    if let Some((offset, why)) = &r.torn_tail {
-        log::warn!(
-            "spanlog: {} had a torn tail; truncated to byte offset {offset} ({why})",
-            path.display()
-        );
+    let r = segment::recover_active_with(path, true, strict)?;
+    match (&r.torn_tail, &r.kept_tail) {
+        (Some((offset, why)), Some(kept)) => log::error!(
+            "spanlog: {} is damaged at byte offset {offset} ({why}) and valid blocks follow; recovered up to there, the rest is kept in {}",
+            path.display(),
+            kept.display()
+        ),
+        (Some((offset, why)), None) => log::warn!("spanlog: {} had a torn tail; truncated to byte offset {offset} ({why})", path.display()),
+        _ => {}
     }
     let seg = if r.spans.is_empty() {
         None

@@ -132,11 +132,18 @@ fn verify_active(path: &Path, report: &mut Report) {
             report.blocks += r.segment.blocks.len() as u64;
             report.spans += r.segment.span_count;
             if let Some((offset, why)) = r.torn_tail {
+                // A torn last write is expected after a crash; an invalid block
+                // with valid ones after it is damage (or writes that reached
+                // the disk out of order), and worth an operator's look.
+                let (detail, warning) = match r.valid_after_damage {
+                    None => (format!("unsealed tail after the last valid block ({why}); a writer open cuts it off"), true),
+                    Some(later) => (format!("invalid block ({why}) followed by a valid block at {later}; a writer open recovers up to {offset} and keeps the rest aside"), false),
+                };
                 report.problems.push(Problem {
                     path: path.to_path_buf(),
                     offset,
-                    detail: format!("unsealed tail after the last valid block ({why}); a writer open cuts it off"),
-                    warning: true,
+                    detail,
+                    warning,
                 });
             }
         }
