@@ -202,7 +202,19 @@ pub fn encode_rows(
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) -> std::io::Result<EncodedBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN)?;
+    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, true)?;
+    finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
+}
+
+/// Encodes a block of the write-ahead log: as [`encode_block`], but its
+/// summary holds only `max_end`, since nothing indexes a log's blocks
+/// (the in-memory table serves its reads).
+pub fn encode_log_block(
+    spans: &[Span],
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+) -> std::io::Result<EncodedBlock> {
+    let n = spans.len() as u32;
+    let (raw, summary, min, max) = encode_raw(spans.iter().collect(), INTERN_MAX_LEN, false)?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 
@@ -218,7 +230,7 @@ pub struct RawBlock {
 /// Encodes borrowed spans into an uncompressed block body.
 pub fn encode_raw_block(rows: Vec<&Span>, intern_max_len: usize) -> std::io::Result<RawBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min_start, max_start) = encode_raw(rows, intern_max_len)?;
+    let (raw, summary, min_start, max_start) = encode_raw(rows, intern_max_len, true)?;
     Ok(RawBlock {
         raw,
         summary,
@@ -278,7 +290,11 @@ fn finish_block(
 
 type Encoded = (Vec<u8>, BlockSummary, u64, u64);
 
-fn encode_raw(mut rows: Vec<&Span>, intern_max_len: usize) -> std::io::Result<Encoded> {
+fn encode_raw(
+    mut rows: Vec<&Span>,
+    intern_max_len: usize,
+    index: bool,
+) -> std::io::Result<Encoded> {
     rows.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
     });
@@ -306,7 +322,16 @@ fn encode_raw(mut rows: Vec<&Span>, intern_max_len: usize) -> std::io::Result<En
         .map(|s| s.start_time_unix_nano)
         .max()
         .unwrap_or(0);
-    Ok((raw, summarize_refs(&rows), min, max))
+    let summary = if index {
+        summarize_refs(&rows)
+    } else {
+        let max_end = rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0);
+        BlockSummary {
+            max_end,
+            ..BlockSummary::default()
+        }
+    };
+    Ok((raw, summary, min, max))
 }
 
 /// What the indexes need from rows sorted by trace id.

@@ -5,11 +5,12 @@
 //! Builders collect entries while blocks are written; `encode` produces the
 //! footer sections; views decode them from the mapped file without copying.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::codec::{put_bytes, put_u32, put_varint, Cursor, DecodeResult};
+use crate::hash::{FastHasher, FastMap};
 use crate::span::{SpanKind, TraceId};
 
 /// Size of one trace-index entry: trace id, block count, block or postings
@@ -19,7 +20,7 @@ pub const TRACE_ENTRY_LEN: usize = 16 + 4 + 4;
 /// Collects which blocks hold which traces.
 #[derive(Default, Debug, Clone)]
 pub struct TraceIndexBuilder {
-    map: HashMap<TraceId, Vec<u32>>,
+    map: FastMap<TraceId, Vec<u32>>,
 }
 
 impl TraceIndexBuilder {
@@ -225,7 +226,11 @@ pub struct Operation {
 /// Collects the catalog and which blocks hold which operations.
 #[derive(Default, Debug, Clone)]
 pub struct CatalogBuilder {
-    ids: HashMap<Operation, u32>,
+    /// Operations by id.
+    ops: Vec<Operation>,
+    /// Ids by hash of (service, name, kind): looking an operation up does
+    /// not allocate, which matters since every block repeats most of them.
+    by_hash: FastMap<u64, Vec<u32>>,
     counts: Vec<u64>,
     block_ops: Vec<Vec<u32>>,
 }
@@ -235,16 +240,7 @@ impl CatalogBuilder {
     pub fn add_block(&mut self, ops: &[(String, String, SpanKind, u64)]) {
         let mut ids = Vec::with_capacity(ops.len());
         for (service, name, kind, n) in ops {
-            let op = Operation {
-                service: service.clone(),
-                name: name.clone(),
-                kind: *kind,
-            };
-            let next = self.counts.len() as u32;
-            let id = *self.ids.entry(op).or_insert(next);
-            if id == next {
-                self.counts.push(0);
-            }
+            let id = self.id_of(service, name, *kind);
             self.counts[id as usize] += n;
             ids.push(id);
         }
@@ -252,12 +248,34 @@ impl CatalogBuilder {
         self.block_ops.push(ids);
     }
 
+    fn id_of(&mut self, service: &str, name: &str, kind: SpanKind) -> u32 {
+        let mut h = FastHasher::default();
+        (service, name, kind).hash(&mut h);
+        let candidates = self.by_hash.entry(h.finish()).or_default();
+        let found = candidates.iter().copied().find(|i| {
+            let op = &self.ops[*i as usize];
+            op.service == service && op.name == name && op.kind == kind
+        });
+        found.unwrap_or_else(|| {
+            let id = self.ops.len() as u32;
+            candidates.push(id);
+            self.ops.push(Operation {
+                service: service.to_string(),
+                name: name.to_string(),
+                kind,
+            });
+            self.counts.push(0);
+            id
+        })
+    }
+
     /// The operations with their span counts.
     pub fn operations(&self) -> Vec<(Operation, u64)> {
         let mut v: Vec<_> = self
-            .ids
+            .ops
             .iter()
-            .map(|(op, id)| (op.clone(), self.counts[*id as usize]))
+            .cloned()
+            .zip(self.counts.iter().copied())
             .collect();
         v.sort();
         v
@@ -265,15 +283,13 @@ impl CatalogBuilder {
 
     /// Encodes the catalog section and the block-operations section.
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut by_id: Vec<(&Operation, u32)> = self.ids.iter().map(|(o, i)| (o, *i)).collect();
-        by_id.sort_by_key(|(_, i)| *i);
         let mut cat = Vec::new();
-        put_varint(&mut cat, by_id.len() as u64);
-        for (op, id) in by_id {
+        put_varint(&mut cat, self.ops.len() as u64);
+        for (op, count) in self.ops.iter().zip(&self.counts) {
             put_bytes(&mut cat, op.service.as_bytes());
             put_bytes(&mut cat, op.name.as_bytes());
             cat.push(op.kind as u8);
-            put_varint(&mut cat, self.counts[id as usize]);
+            put_varint(&mut cat, *count);
         }
         let mut blocks = Vec::new();
         put_varint(&mut blocks, self.block_ops.len() as u64);

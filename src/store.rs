@@ -477,7 +477,7 @@ impl Inner {
             logged,
             ..
         } = &mut *w;
-        let r = block::encode_block(table.tail(*logged), wal_compressor.as_mut())
+        let r = block::encode_log_block(table.tail(*logged), wal_compressor.as_mut())
             .map_err(|e| Error::io(&self.dir, "encode block", e))
             .and_then(|b| wal.as_mut().ok_or(Error::Closed)?.append(&b));
         self.poison(w, r)?;
