@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::block::{compress_block, encode_raw_block, RawBlock};
+use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
 use crate::dict::train;
 use crate::error::Result;
 use crate::hash::FastMap;
@@ -80,6 +80,16 @@ impl Memtable {
             .filter(|s| range.contains(&s.start_time_unix_nano))
             .cloned()
             .collect()
+    }
+
+    /// An empty table with room for `spans` spans: the next table is sized
+    /// like the last, so filling it never copies a large vector.
+    pub fn with_capacity(spans: usize) -> Self {
+        Memtable {
+            spans: Vec::with_capacity(spans),
+            sizes: Vec::with_capacity(spans),
+            ..Memtable::default()
+        }
     }
 
     /// Takes the spans out, leaving the table empty.
@@ -217,21 +227,75 @@ fn fill(
         *uses += 1;
         d.clone()
     });
-    let mut compressor = match &dict {
-        Some(d) => zstd::bulk::Compressor::with_dictionary(layout.level, d),
-        None => zstd::bulk::Compressor::new(layout.level),
-    }
-    .map_err(io)?;
     seg.dict = dict;
+    let dict = seg.dict.as_deref();
+    let (level, intern) = (layout.level, layout.intern_max_len);
+    // Blocks are independent once the dictionary is known: each worker
+    // encodes and compresses a contiguous share, and the shares are
+    // appended in order.
+    let share = ranges.len().div_ceil(workers_for(ranges.len())).max(1);
+    let mut jobs = Vec::new();
+    let mut rest = samples;
+    for chunk in ranges.chunks(share) {
+        let tail = rest.split_off(chunk.len().min(rest.len()));
+        jobs.push((chunk, std::mem::replace(&mut rest, tail)));
+    }
+    let results: Vec<std::io::Result<Vec<EncodedBlock>>> = std::thread::scope(|s| {
+        let mut jobs = jobs.into_iter();
+        let first = jobs.next();
+        let handles: Vec<_> = jobs
+            .map(|(rs, smp)| s.spawn(move || encode_share(rows, rs, smp, dict, level, intern)))
+            .collect();
+        let mut out = vec![first.map_or(Ok(Vec::new()), |(rs, smp)| {
+            encode_share(rows, rs, smp, dict, level, intern)
+        })];
+        for h in handles {
+            out.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a sealing worker panicked"))),
+            );
+        }
+        out
+    });
+    for blocks in results {
+        for block in blocks.map_err(io)? {
+            seg.append(&block)?;
+        }
+    }
+    Ok(())
+}
+
+/// How many threads encode a segment of `blocks` blocks.
+fn workers_for(blocks: usize) -> usize {
+    if blocks < 16 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
+/// Encodes and compresses one share of a segment's blocks, reusing the
+/// bodies already encoded as dictionary samples.
+fn encode_share<'t>(
+    rows: impl Fn(&Range<usize>) -> Vec<&'t Span>,
+    ranges: &[Range<usize>],
+    samples: Vec<Option<RawBlock>>,
+    dict: Option<&[u8]>,
+    level: i32,
+    intern: usize,
+) -> std::io::Result<Vec<EncodedBlock>> {
+    let mut compressor = match dict {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(level, d)?,
+        None => zstd::bulk::Compressor::new(level)?,
+    };
+    let mut out = Vec::with_capacity(ranges.len());
     for (r, sample) in ranges.iter().zip(samples) {
         let raw = match sample {
             Some(raw) => raw,
-            None => encode_raw_block(rows(r), layout.intern_max_len).map_err(io)?,
+            None => encode_raw_block(rows(r), intern)?,
         };
-        let block = compress_block(raw, &mut compressor, seg.dict.is_some()).map_err(io)?;
-        seg.append(&block)?;
+        out.push(compress_block(raw, &mut compressor, dict.is_some())?);
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -11,15 +11,41 @@ use crate::error::{Error, Result};
 
 /// A 16-byte trace identifier. All zeroes is invalid. Ordered as the bytes
 /// are (big-endian), which is the order of the trace index.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Eq, Default)]
 pub struct TraceId(pub [u8; 16]);
 
 /// An 8-byte span identifier. All zeroes is invalid.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Eq, Default)]
 pub struct SpanId(pub [u8; 8]);
 
 // Comparing as integers gives the byte order without a call to memcmp,
-// which matters when sorting every span of a segment.
+// which matters when sorting every span of a segment and on every lookup
+// of the in-memory table's trace map.
+impl PartialEq for TraceId {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        u128::from_ne_bytes(self.0) == u128::from_ne_bytes(other.0)
+    }
+}
+impl PartialEq for SpanId {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        u64::from_ne_bytes(self.0) == u64::from_ne_bytes(other.0)
+    }
+}
+// Equal ids have equal bytes, so hashing the bytes agrees with `eq`.
+impl std::hash::Hash for TraceId {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write(&self.0);
+    }
+}
+impl std::hash::Hash for SpanId {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write(&self.0);
+    }
+}
 impl Ord for TraceId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         u128::from_be_bytes(self.0).cmp(&u128::from_be_bytes(other.0))

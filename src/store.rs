@@ -529,7 +529,8 @@ impl Inner {
                 .map_err(|e| Error::io(wal.path.as_path(), "fsync write-ahead log", e));
             self.poison(&mut w, r)?;
             self.mark_synced(w.written);
-            let table = std::mem::take(&mut w.table);
+            let next = Memtable::with_capacity(w.table.len() + w.table.len() / 8);
+            let table = std::mem::replace(&mut w.table, next);
             w.imm = Some(Arc::new(Frozen { wal, table }));
             self.changed.notify_all();
         }
