@@ -381,77 +381,79 @@ impl Span {
     /// and scope (which blocks store once, and which are shared). Used to
     /// size blocks and the in-memory table; cheap to compute.
     pub fn payload_size(&self) -> usize {
-        fn kvs(list: &[KeyValue]) -> usize {
-            list.iter()
-                .map(|kv| 2 + kv.key.len() + value(&kv.value))
-                .sum()
-        }
-        fn value(v: &AnyValue) -> usize {
-            match v {
-                AnyValue::String(s) => 2 + s.len(),
-                AnyValue::Bytes(b) => 2 + b.len(),
-                AnyValue::Array(a) => 2 + a.iter().map(value).sum::<usize>(),
-                AnyValue::KvList(l) => 2 + kvs(l),
-                _ => 5,
-            }
-        }
-        let events: usize = self
-            .events
-            .iter()
-            .map(|e| 8 + e.name.len() + kvs(&e.attributes))
-            .sum();
-        let links: usize = self
-            .links
-            .iter()
-            .map(|l| 32 + l.trace_state.len() + kvs(&l.attributes))
-            .sum();
-        64 + self.trace_state.len()
-            + self.name.len()
-            + self.status.message.len()
-            + kvs(&self.attributes)
-            + events
-            + links
+        self.own_size(&Overheads {
+            fixed: 64,
+            item: 2,
+            scalar: 5,
+            event: 8,
+            link: 32,
+        })
     }
 
     /// An upper bound of the span's encoded size in bytes; the size limit is
     /// checked against it before anything is written.
     pub fn encoded_size_hint(&self) -> usize {
-        fn kvs(list: &[KeyValue]) -> usize {
-            list.iter()
-                .map(|kv| 8 + kv.key.len() + value(&kv.value))
-                .sum()
-        }
-        fn value(v: &AnyValue) -> usize {
-            match v {
-                AnyValue::String(s) => 10 + s.len(),
-                AnyValue::Bytes(b) => 10 + b.len(),
-                AnyValue::Array(a) => 10 + a.iter().map(value).sum::<usize>(),
-                AnyValue::KvList(l) => 10 + kvs(l),
-                _ => 10,
-            }
-        }
+        let o = Overheads {
+            fixed: 128,
+            item: 10,
+            scalar: 10,
+            event: 24,
+            link: 48,
+        };
+        let shared = o.kvs(&self.resource.attributes)
+            + self.resource.schema_url.len()
+            + o.kvs(&self.scope.attributes)
+            + self.scope.name.len()
+            + self.scope.version.len()
+            + self.scope.schema_url.len();
+        self.own_size(&o) + shared
+    }
+
+    fn own_size(&self, o: &Overheads) -> usize {
         let events: usize = self
             .events
             .iter()
-            .map(|e| 24 + e.name.len() + kvs(&e.attributes))
+            .map(|e| o.event + e.name.len() + o.kvs(&e.attributes))
             .sum();
         let links: usize = self
             .links
             .iter()
-            .map(|l| 48 + l.trace_state.len() + kvs(&l.attributes))
+            .map(|l| o.link + l.trace_state.len() + o.kvs(&l.attributes))
             .sum();
-        128 + self.trace_state.len()
+        o.fixed
+            + self.trace_state.len()
             + self.name.len()
             + self.status.message.len()
-            + kvs(&self.attributes)
+            + o.kvs(&self.attributes)
             + events
             + links
-            + kvs(&self.resource.attributes)
-            + self.resource.schema_url.len()
-            + kvs(&self.scope.attributes)
-            + self.scope.name.len()
-            + self.scope.version.len()
-            + self.scope.schema_url.len()
+    }
+}
+
+/// Bytes counted for each kind of item by the size estimates.
+struct Overheads {
+    fixed: usize,
+    item: usize,
+    scalar: usize,
+    event: usize,
+    link: usize,
+}
+
+impl Overheads {
+    fn kvs(&self, list: &[KeyValue]) -> usize {
+        list.iter()
+            .map(|kv| self.item + kv.key.len() + self.value(&kv.value))
+            .sum()
+    }
+
+    fn value(&self, v: &AnyValue) -> usize {
+        match v {
+            AnyValue::String(s) => self.item + s.len(),
+            AnyValue::Bytes(b) => self.item + b.len(),
+            AnyValue::Array(a) => self.item + a.iter().map(|v| self.value(v)).sum::<usize>(),
+            AnyValue::KvList(l) => self.item + self.kvs(l),
+            _ => self.scalar,
+        }
     }
 }
 

@@ -810,6 +810,15 @@ fn list_files(dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
 
 type Opened = (Writer, Vec<Arc<SealedSegment>>);
 
+/// Ids that have a sealed segment: a log with such an id was sealed already.
+fn sealed_ids(files: &[(u64, FileKind, PathBuf)]) -> BTreeSet<u64> {
+    files
+        .iter()
+        .filter(|f| f.1 == FileKind::Segment)
+        .map(|f| f.0)
+        .collect()
+}
+
 /// Opens for writing: removes unfinished segment files, turns earlier logs
 /// into sealed segments, and starts a new log.
 fn open_writer(
@@ -819,11 +828,7 @@ fn open_writer(
     let mut w = Writer::new(Mode::Writer);
     w.lock = Some(take_lock(dir)?);
     let files = list_files(dir)?;
-    let sealed_ids: BTreeSet<u64> = files
-        .iter()
-        .filter(|f| f.1 == FileKind::Segment)
-        .map(|f| f.0)
-        .collect();
+    let sealed_ids = sealed_ids(&files);
     let mut layout = SegmentLayout::new(opts.block_target_bytes, opts.compression_level);
     // Unfinished segments go first: recovering a log rewrites its segment
     // under the same temporary name.
@@ -911,11 +916,7 @@ fn open_read_only(dir: &Path) -> Result<Opened> {
 fn try_open_read_only(dir: &Path) -> Result<Opened> {
     let mut w = Writer::new(Mode::ReadOnly);
     let files = list_files(dir)?;
-    let sealed_ids: BTreeSet<u64> = files
-        .iter()
-        .filter(|f| f.1 == FileKind::Segment)
-        .map(|f| f.0)
-        .collect();
+    let sealed_ids = sealed_ids(&files);
     let mut sealed = Vec::new();
     for (id, kind, path) in files {
         match kind {

@@ -9,6 +9,9 @@ use spanlog::block::BLOCK_HEADER_LEN;
 use spanlog::segment::SealedSegment;
 use spanlog::{Options, Span, Store, TraceId};
 
+mod common;
+use common::{arg, code, stderr, stdout};
+
 const SPANS: usize = 400;
 
 fn spanlog(args: &[&str]) -> Output {
@@ -16,22 +19,6 @@ fn spanlog(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run the spanlog binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit status, not a signal")
-}
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
 }
 
 /// A closed store of generated spans, cut into many small blocks.

@@ -9,6 +9,9 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use spanlog::{otlp, Options, Span, Store, TraceId};
 
+mod common;
+use common::{arg, code, stderr, stdout};
+
 fn spanlog(args: &[&str]) -> Output {
     spanlog_with_stdin(args, b"")
 }
@@ -24,22 +27,6 @@ fn spanlog_with_stdin(args: &[&str], input: &[u8]) -> Output {
     // Dropping stdin after writing closes it, so the binary sees its end.
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit status, not a signal")
-}
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
 }
 
 fn ack(file: &str, spans: usize) -> String {
