@@ -120,6 +120,8 @@ struct Frozen {
 struct SyncState {
     synced: u64,
     leader: bool,
+    /// Log fsyncs issued by `flush` since open.
+    syncs: u64,
 }
 
 /// Summary figures of a store.
@@ -136,6 +138,9 @@ pub struct StoreStats {
     pub table_spans: u64,
     /// Bytes of all segment and log files.
     pub disk_bytes: u64,
+    /// Log fsyncs that flushes issued since open; concurrent flushes share
+    /// them, so this grows slower than the number of flush calls.
+    pub log_syncs: u64,
 }
 
 /// What `inspect` shows of one segment or log.
@@ -175,6 +180,7 @@ impl Store {
             sync: Mutex::new(SyncState {
                 synced: 0,
                 leader: false,
+                syncs: 0,
             }),
             synced: Condvar::new(),
             sealer: Mutex::new(None),
@@ -317,6 +323,12 @@ impl Store {
             buffered_spans: (w.table.len() - w.logged) as u64,
             table_spans: table as u64,
             disk_bytes: infos.iter().map(|i| i.file_bytes).sum(),
+            log_syncs: self
+                .inner
+                .sync
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .syncs,
         })
     }
 
@@ -631,6 +643,7 @@ impl Inner {
         let r = self.sync_log();
         let mut s = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         s.leader = false;
+        s.syncs += 1;
         if let Ok(upto) = &r {
             s.synced = s.synced.max(*upto);
         }
@@ -1111,6 +1124,42 @@ mod tests {
         store.flush().unwrap();
         for t in 1..=4u8 {
             assert_eq!(store.get_trace(TraceId([t; 16])).unwrap().len(), 300);
+        }
+    }
+
+    /// Flushes that arrive together share one fsync (group commit), and
+    /// each still returns only once its own spans are durable.
+    #[test]
+    fn concurrent_flushes_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let (threads, rounds) = (8u8, 40u32);
+        let barrier = std::sync::Barrier::new(usize::from(threads));
+        std::thread::scope(|s| {
+            for t in 1..=threads {
+                let (store, barrier) = (&store, &barrier);
+                s.spawn(move || {
+                    for i in 0..rounds {
+                        barrier.wait();
+                        store.append(vec![span(t, i, u64::from(i))]).unwrap();
+                        store.flush().unwrap();
+                    }
+                });
+            }
+        });
+        let flushes = u64::from(threads) * u64::from(rounds);
+        let syncs = store.stats().unwrap().log_syncs;
+        assert!(
+            syncs > 0 && syncs * 2 < flushes,
+            "{syncs} fsyncs for {flushes} flushes"
+        );
+        store.close().unwrap();
+        let store = Store::open(dir.path(), Options::read_only()).unwrap();
+        for t in 1..=threads {
+            assert_eq!(
+                store.get_trace(TraceId([t; 16])).unwrap().len(),
+                rounds as usize
+            );
         }
     }
 
