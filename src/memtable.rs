@@ -44,6 +44,19 @@ impl Memtable {
         size
     }
 
+    /// The end of the run of spans from `start` whose sizes add up to about
+    /// `bytes` (at least one span).
+    pub fn chunk_end(&self, start: usize, bytes: usize) -> usize {
+        let mut total = 0usize;
+        for (i, size) in self.sizes.iter().enumerate().skip(start) {
+            total += *size as usize;
+            if total >= bytes {
+                return i + 1;
+            }
+        }
+        self.sizes.len()
+    }
+
     /// Every span, in arrival order.
     pub fn spans(&self) -> &[Span] {
         &self.spans
@@ -60,11 +73,6 @@ impl Memtable {
     /// Approximate bytes of the spans held.
     pub fn bytes(&self) -> usize {
         self.bytes
-    }
-
-    /// Spans from index `from` on, in arrival order.
-    pub fn tail(&self, from: usize) -> &[Span] {
-        &self.spans[from.min(self.spans.len())..]
     }
 
     /// Copies of the spans of `trace`.

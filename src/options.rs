@@ -19,9 +19,8 @@ pub struct Options {
     /// Approximate uncompressed size of a block of a sealed segment. Smaller
     /// blocks make a trace lookup decode less; larger ones compress better.
     pub block_target_bytes: usize,
-    /// Approximate uncompressed size at which appended spans are written to
-    /// the write-ahead log as one block, without waiting for a flush. This
-    /// bounds the memory held by spans not yet in the log.
+    /// Approximate uncompressed size of a write-ahead log block. A flush
+    /// writes the spans not yet in the log as blocks of about this size.
     pub wal_block_bytes: usize,
     /// Approximate uncompressed size of the spans of one segment: when the
     /// in-memory table reaches it, it is frozen and written out as a sealed

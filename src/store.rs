@@ -96,11 +96,15 @@ struct Writer {
     table: Memtable,
     /// How many spans of the table are in the log already.
     logged: usize,
-    unlogged_bytes: usize,
     /// Logs of another (possibly crashed) writer, read at open.
     frozen: Vec<(ActiveSegment, Memtable)>,
     /// A full table whose log is fsynced, being written out by the sealer.
     imm: Option<Arc<Frozen>>,
+    /// Tables frozen and tables sealed since open: a flush waits until
+    /// every table frozen before it is sealed, since a frozen table's spans
+    /// need not all be in its log.
+    frozen_count: u64,
+    sealed_count: u64,
     /// Asks the sealer to exit once `imm` is empty.
     stop: bool,
     wal_compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -223,24 +227,26 @@ impl Store {
         }
         let mut w = self.inner.writable()?;
         for s in spans {
-            w.unlogged_bytes += w.table.push(s);
-            if w.unlogged_bytes >= self.inner.opts.wal_block_bytes {
-                self.inner.log_pending(&mut w)?;
-            }
+            w.table.push(s);
         }
         self.inner.maybe_roll(w).map(drop)
     }
 
-    /// Makes everything appended so far durable: written to the log and
-    /// fsynced (the log's directory entry was fsynced when it was created).
-    /// Concurrent callers share fsyncs. An error means durability could not
-    /// be promised; the store then refuses writes until reopened.
+    /// Makes everything appended so far durable: spans of the current table
+    /// are written to the log and fsynced (the log's directory entry was
+    /// fsynced when it was created), and tables frozen earlier are sealed.
+    /// Appends only fill the in-memory table, so spans that are sealed
+    /// before any flush are encoded once, never logged. Concurrent callers
+    /// share fsyncs. An error means durability could not be promised; the
+    /// store then refuses writes until reopened.
     pub fn flush(&self) -> Result<()> {
-        let target = {
+        let (target, frozen) = {
             let mut w = self.inner.writable()?;
             self.inner.log_pending(&mut w)?;
-            self.inner.maybe_roll(w)?.written
+            let frozen = w.frozen_count;
+            (self.inner.maybe_roll(w)?.written, frozen)
         };
+        self.inner.wait_frozen_sealed(frozen)?;
         self.inner.sync_to(target)
     }
 
@@ -398,9 +404,10 @@ impl Writer {
             wal: None,
             table: Memtable::default(),
             logged: 0,
-            unlogged_bytes: 0,
             frozen: Vec::new(),
             imm: None,
+            frozen_count: 0,
+            sealed_count: 0,
             stop: false,
             wal_compressor: None,
             written: 0,
@@ -479,24 +486,35 @@ impl Inner {
 
     /// Writes the table's spans not yet logged as one log block.
     fn log_pending(&self, w: &mut Writer) -> Result<()> {
-        if w.logged == w.table.len() {
-            return Ok(());
+        while w.logged < w.table.len() {
+            let end = w.table.chunk_end(w.logged, self.opts.wal_block_bytes);
+            let Writer {
+                table,
+                wal_compressor,
+                wal,
+                logged,
+                ..
+            } = &mut *w;
+            let r = block::encode_log_block(&table.spans()[*logged..end], wal_compressor.as_mut())
+                .map_err(|e| Error::io(&self.dir, "encode block", e))
+                .and_then(|b| wal.as_mut().ok_or(Error::Closed)?.append(&b));
+            self.poison(w, r)?;
+            w.logged = end;
+            w.written += 1;
         }
-        let Writer {
-            table,
-            wal_compressor,
-            wal,
-            logged,
-            ..
-        } = &mut *w;
-        let r = block::encode_log_block(table.tail(*logged), wal_compressor.as_mut())
-            .map_err(|e| Error::io(&self.dir, "encode block", e))
-            .and_then(|b| wal.as_mut().ok_or(Error::Closed)?.append(&b));
-        self.poison(w, r)?;
-        w.logged = w.table.len();
-        w.unlogged_bytes = 0;
-        w.written += 1;
         Ok(())
+    }
+
+    /// Waits until `frozen` tables have been sealed.
+    fn wait_frozen_sealed(&self, frozen: u64) -> Result<()> {
+        let mut w = self.lock();
+        while w.sealed_count < frozen && w.poisoned.is_none() {
+            w = self.changed.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+        match &w.poisoned {
+            Some(why) if w.sealed_count < frozen => Err(Error::Poisoned(why.clone())),
+            _ => Ok(()),
+        }
     }
 
     fn maybe_roll<'a>(&'a self, w: MutexGuard<'a, Writer>) -> Result<MutexGuard<'a, Writer>> {
@@ -527,7 +545,6 @@ impl Inner {
         if !force && !w.needs_roll(&self.opts) {
             return Ok(w);
         }
-        self.log_pending(&mut w)?;
         let Some(wal) = w.wal.take() else {
             return Ok(w);
         };
@@ -535,18 +552,23 @@ impl Inner {
             let r = wal.discard(&self.dir);
             self.poison(&mut w, r)?;
         } else {
-            let r = wal
-                .file
-                .sync_data()
-                .map_err(|e| Error::io(wal.path.as_path(), "fsync write-ahead log", e));
-            self.poison(&mut w, r)?;
-            self.mark_synced(w.written);
+            // Blocks a flush wrote and has not fsynced yet: a later flush
+            // fsyncs only the next log, so they are made durable here.
+            if self.synced_upto() < w.written {
+                let r = wal
+                    .file
+                    .sync_data()
+                    .map_err(|e| Error::io(wal.path.as_path(), "fsync write-ahead log", e));
+                self.poison(&mut w, r)?;
+                self.mark_synced(w.written);
+            }
             let next = Memtable::with_capacity(w.table.len() + w.table.len() / 8);
             let table = std::mem::replace(&mut w.table, next);
             w.imm = Some(Arc::new(Frozen { wal, table }));
+            w.frozen_count += 1;
             self.changed.notify_all();
         }
-        (w.logged, w.unlogged_bytes) = (0, 0);
+        w.logged = 0;
         if reopen {
             let r = ActiveSegment::create_wal(&self.dir, w.next_id);
             w.wal = Some(self.poison(&mut w, r)?);
@@ -578,6 +600,7 @@ impl Inner {
                 Ok(seg) => {
                     self.publish(seg);
                     w.imm = None;
+                    w.sealed_count += 1;
                     self.changed.notify_all();
                     drop(w);
                     self.delete_log(job);
@@ -601,7 +624,15 @@ impl Inner {
 
     fn delete_log(&self, job: Arc<Frozen>) {
         let path = job.wal.path.clone();
-        drop(job);
+        // Freeing a table's spans takes a while; it overlaps with sealing
+        // the next table instead of delaying it.
+        if std::thread::Builder::new()
+            .name("spanlog-free".into())
+            .spawn(move || drop(job))
+            .is_err()
+        {
+            log::debug!("spanlog: freeing a sealed table on the sealer thread");
+        }
         let r = std::fs::remove_file(path.as_path())
             .map_err(|e| Error::io(path.as_path(), "remove sealed log", e))
             .and_then(|_| sync_dir(&self.dir));
@@ -616,6 +647,10 @@ impl Inner {
         let mut v = (**list).clone();
         v.push(seg);
         *list = Arc::new(v);
+    }
+
+    fn synced_upto(&self) -> u64 {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner()).synced
     }
 
     fn mark_synced(&self, upto: u64) {
