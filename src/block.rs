@@ -210,11 +210,11 @@ pub fn encode_rows(
 /// summary holds only `max_end`, since nothing indexes a log's blocks
 /// (the in-memory table serves its reads).
 pub fn encode_log_block(
-    spans: &[Span],
+    rows: Vec<&Span>,
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) -> std::io::Result<EncodedBlock> {
-    let n = spans.len() as u32;
-    let (raw, summary, min, max) = encode_raw(spans.iter().collect(), INTERN_MAX_LEN, false)?;
+    let n = rows.len() as u32;
+    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, false)?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 

@@ -13,11 +13,15 @@ use crate::hash::FastMap;
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::span::{Span, TraceId};
 
-/// Spans in arrival order with a trace-id index over them.
+/// Spans in arrival order with a trace-id index over them. Spans are kept
+/// in the batches they were appended in: taking a batch moves no span and
+/// frees no vector, which matters on the append path.
 #[derive(Default)]
 pub struct Memtable {
-    spans: Vec<Span>,
-    /// `payload_size` of each span, computed once.
+    batches: Vec<Vec<Span>>,
+    /// Position of each span: batch and index within it, in arrival order.
+    at: Vec<(u32, u32)>,
+    /// `payload_size` of each span, computed once, in arrival order.
     sizes: Vec<u32>,
     by_trace: FastMap<TraceId, Vec<u32>>,
     bytes: usize,
@@ -27,21 +31,45 @@ impl Memtable {
     /// A table holding `spans`.
     pub fn from_spans(spans: Vec<Span>) -> Self {
         let mut m = Memtable::default();
-        for s in spans {
-            m.push(s);
-        }
+        m.push_batch(spans);
         m
     }
 
-    /// Adds a span; returns its approximate size.
-    pub fn push(&mut self, s: Span) -> usize {
-        let size = s.payload_size();
-        self.bytes += size;
-        let i = self.spans.len() as u32;
-        self.by_trace.entry(s.trace_id).or_default().push(i);
-        self.spans.push(s);
-        self.sizes.push(size.min(u32::MAX as usize) as u32);
-        size
+    /// An empty table with room for `spans` spans: the next table is sized
+    /// like the last, so filling it never copies a large vector.
+    pub fn with_capacity(spans: usize) -> Self {
+        Memtable {
+            at: Vec::with_capacity(spans),
+            sizes: Vec::with_capacity(spans),
+            ..Memtable::default()
+        }
+    }
+
+    /// Adds a batch of spans.
+    pub fn push_batch(&mut self, batch: Vec<Span>) {
+        let b = self.batches.len() as u32;
+        for (i, s) in batch.iter().enumerate() {
+            let size = s.payload_size();
+            self.bytes += size;
+            self.by_trace
+                .entry(s.trace_id)
+                .or_default()
+                .push(self.at.len() as u32);
+            self.at.push((b, i as u32));
+            self.sizes.push(size.min(u32::MAX as usize) as u32);
+        }
+        self.batches.push(batch);
+    }
+
+    /// The span at arrival position `i`.
+    pub fn get(&self, i: usize) -> &Span {
+        let (b, j) = self.at[i];
+        &self.batches[b as usize][j as usize]
+    }
+
+    /// The spans at arrival positions `range`.
+    pub fn range(&self, range: Range<usize>) -> Vec<&Span> {
+        range.map(|i| self.get(i)).collect()
     }
 
     /// The end of the run of spans from `start` whose sizes add up to about
@@ -57,17 +85,12 @@ impl Memtable {
         self.sizes.len()
     }
 
-    /// Every span, in arrival order.
-    pub fn spans(&self) -> &[Span] {
-        &self.spans
-    }
-
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.at.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.at.is_empty()
     }
 
     /// Approximate bytes of the spans held.
@@ -78,34 +101,22 @@ impl Memtable {
     /// Copies of the spans of `trace`.
     pub fn trace(&self, trace: &TraceId) -> impl Iterator<Item = Span> + '_ {
         let rows = self.by_trace.get(trace).map_or(&[][..], Vec::as_slice);
-        rows.iter().map(|i| self.spans[*i as usize].clone())
+        rows.iter().map(|i| self.get(*i as usize).clone())
     }
 
     /// Copies of the spans starting in `range`.
     pub fn in_range(&self, range: &Range<u64>) -> Vec<Span> {
-        self.spans
+        self.batches
             .iter()
+            .flatten()
             .filter(|s| range.contains(&s.start_time_unix_nano))
             .cloned()
             .collect()
     }
 
-    /// An empty table with room for `spans` spans: the next table is sized
-    /// like the last, so filling it never copies a large vector.
-    pub fn with_capacity(spans: usize) -> Self {
-        Memtable {
-            spans: Vec::with_capacity(spans),
-            sizes: Vec::with_capacity(spans),
-            ..Memtable::default()
-        }
-    }
-
-    /// Takes the spans out, leaving the table empty.
-    pub fn take(&mut self) -> Vec<Span> {
-        self.by_trace.clear();
-        self.sizes.clear();
-        self.bytes = 0;
-        std::mem::take(&mut self.spans)
+    /// Empties the table.
+    pub fn clear(&mut self) {
+        *self = Memtable::default();
     }
 }
 
@@ -151,16 +162,22 @@ pub fn write_segment(
     table: &Memtable,
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
-    let spans = &table.spans;
-    let mut order: Vec<u32> = (0..spans.len() as u32).collect();
-    order.sort_unstable_by(|a, b| {
-        let (a, b) = (&spans[*a as usize], &spans[*b as usize]);
-        (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
-            b.trace_id,
-            b.start_time_unix_nano,
-            b.span_id,
-        ))
-    });
+    // Sorting flat keys is far cheaper than chasing every span through the
+    // table on each comparison.
+    let mut keys: Vec<(u128, u64, u64, u32)> = (0..table.len())
+        .map(|i| {
+            let s = table.get(i);
+            let span = u64::from_be_bytes(s.span_id.0);
+            (
+                u128::from_be_bytes(s.trace_id.0),
+                s.start_time_unix_nano,
+                span,
+                i as u32,
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    let order: Vec<u32> = keys.into_iter().map(|k| k.3).collect();
     let ranges = partition(table, &order, layout.block_bytes.max(1));
     let mut seg = ActiveSegment::create_temp(dir, id)?;
     let temp = seg.path.clone();
@@ -176,7 +193,7 @@ pub fn write_segment(
 
 /// Splits the sorted rows into blocks of about `target` bytes.
 fn partition(table: &Memtable, order: &[u32], target: usize) -> Vec<Range<usize>> {
-    let span = |i: usize| &table.spans[order[i] as usize];
+    let span = |i: usize| table.get(order[i] as usize);
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0usize, 0usize);
     for (i, row) in order.iter().enumerate() {
@@ -204,7 +221,7 @@ fn fill(
     let io = |e| crate::Error::io(path.as_path(), "encode block", e);
     let rows = |r: &Range<usize>| {
         r.clone()
-            .map(|i| &table.spans[order[i] as usize])
+            .map(|i| table.get(order[i] as usize))
             .collect::<Vec<&Span>>()
     };
     // Sampled blocks are encoded first for training, then reused. A

@@ -226,9 +226,7 @@ impl Store {
             })?;
         }
         let mut w = self.inner.writable()?;
-        for s in spans {
-            w.table.push(s);
-        }
+        w.table.push_batch(spans);
         self.inner.maybe_roll(w).map(drop)
     }
 
@@ -495,7 +493,7 @@ impl Inner {
                 logged,
                 ..
             } = &mut *w;
-            let r = block::encode_log_block(&table.spans()[*logged..end], wal_compressor.as_mut())
+            let r = block::encode_log_block(table.range(*logged..end), wal_compressor.as_mut())
                 .map_err(|e| Error::io(&self.dir, "encode block", e))
                 .and_then(|b| wal.as_mut().ok_or(Error::Closed)?.append(&b));
             self.poison(w, r)?;
@@ -736,7 +734,7 @@ impl Inner {
         }
         let mut w = self.lock();
         w.mode = Mode::Closed;
-        w.table.take();
+        w.table.clear();
         w.frozen.clear();
         w.imm = None;
         if let Some(lock) = w.lock.take() {
