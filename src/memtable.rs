@@ -1,6 +1,7 @@
-//! The in-memory table: spans written to the write-ahead log but not yet to
-//! a sealed segment, indexed by trace id for reads; and the writing of a
-//! table, sorted by trace, as one sealed segment.
+//! The in-memory table: spans appended but not yet in a sealed segment
+//! (some of them also in the write-ahead log, once a flush asked for it),
+//! indexed by trace id for reads; and the writing of a table, sorted by
+//! trace, as one sealed segment.
 
 use std::ops::Range;
 use std::path::Path;

@@ -1,12 +1,13 @@
 //! The store: a directory of segments behind one `Send + Sync` handle.
 //!
-//! Appended spans go to the in-memory table and, in blocks, to the
-//! write-ahead log; `flush` writes what is buffered and fsyncs the log,
-//! sharing one fsync among concurrent callers (group commit). When the table
-//! is full (or old) it is frozen and a new table and log start; a background
-//! thread, the sealer, writes the frozen table out as a sealed segment sorted
-//! by trace id, publishes it and deletes its log. Reads see sealed segments,
-//! the frozen table and the current one.
+//! Appended spans go to the in-memory table only. `flush` writes the
+//! table's spans not yet logged to the write-ahead log, waits for tables
+//! frozen earlier to be sealed, and fsyncs the log, sharing one fsync among
+//! concurrent callers (group commit). When the table is full (or old) it is
+//! frozen and a new table and log start; a background thread, the sealer,
+//! writes the frozen table out as a sealed segment sorted by trace id,
+//! publishes it and deletes its log. Reads see sealed segments, the frozen
+//! table and the current one.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
