@@ -157,6 +157,8 @@ pub struct SegmentInfo {
     pub blocks: Vec<BlockMeta>,
     pub spans: u64,
     pub file_bytes: u64,
+    /// Distinct traces indexed: 0 for the live writer's logs, whose spans
+    /// are indexed in memory instead.
     pub traces: usize,
 }
 
@@ -1007,10 +1009,10 @@ fn validate(s: &Span, opts: &Options) -> std::result::Result<(), String> {
         ));
     }
     let depth = max_depth(s);
-    if depth > opts.max_value_depth.min(block::MAX_VALUE_DEPTH) {
+    let limit = opts.max_value_depth.min(block::MAX_VALUE_DEPTH);
+    if depth > limit {
         return Err(format!(
-            "values nested {depth} deep exceed the limit of {}",
-            opts.max_value_depth
+            "values nested {depth} deep exceed the limit of {limit}"
         ));
     }
     Ok(())
