@@ -248,6 +248,12 @@ impl CatalogBuilder {
         self.block_ops.push(ids);
     }
 
+    /// Counts one span of (service, name, kind) outside any block.
+    pub fn add_span(&mut self, service: &str, name: &str, kind: SpanKind) {
+        let id = self.id_of(service, name, kind);
+        self.counts[id as usize] += 1;
+    }
+
     fn id_of(&mut self, service: &str, name: &str, kind: SpanKind) -> u32 {
         let mut h = FastHasher::default();
         (service, name, kind).hash(&mut h);

@@ -16,13 +16,17 @@ pub mod memtable;
 pub mod options;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod query;
+pub mod search;
 pub mod segment;
 pub mod span;
 pub mod store;
 pub mod verify;
 
 pub use error::{Error, Result};
+pub use index::Operation;
 pub use options::Options;
+pub use query::{AttrFilter, MatchMode, TraceQuery, TraceSummary};
 pub use span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId,

@@ -5,12 +5,13 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
 use crate::dict::train;
 use crate::error::Result;
 use crate::hash::FastMap;
+use crate::index::{CatalogBuilder, Operation};
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::span::{Span, TraceId};
 
@@ -26,6 +27,9 @@ pub struct Memtable {
     sizes: Vec<u32>,
     by_trace: FastMap<TraceId, Vec<u32>>,
     bytes: usize,
+    /// Operations of the first `.0` spans, brought up to date when read,
+    /// so that appends do not pay for it.
+    ops: Mutex<(usize, CatalogBuilder)>,
 }
 
 impl Memtable {
@@ -44,6 +48,23 @@ impl Memtable {
             sizes: Vec::with_capacity(spans),
             ..Memtable::default()
         }
+    }
+
+    /// The table's (service, operation, kind) triples with span counts.
+    pub fn operations(&self) -> Vec<(Operation, u64)> {
+        let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, cat) = &mut *ops;
+        for i in *done..self.len() {
+            let s = self.get(i);
+            cat.add_span(s.service_name().unwrap_or(""), &s.name, s.kind);
+        }
+        *done = self.len();
+        cat.operations()
+    }
+
+    /// Every span, in arrival order.
+    pub fn spans(&self) -> impl Iterator<Item = &Span> {
+        self.batches.iter().flatten()
     }
 
     /// Adds a batch of spans.

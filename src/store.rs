@@ -19,10 +19,13 @@ use std::thread::JoinHandle;
 use crate::block;
 use crate::error::{Error, Result};
 use crate::fs::{now_unix_nanos, sync_dir};
+use crate::index::Operation;
 use crate::memtable::{write_segment, Memtable, SegmentLayout};
 use crate::options::Options;
+use crate::query::{TraceQuery, TraceSummary};
+use crate::search::{self, OpsCatalog};
 use crate::segment::{self, ActiveSegment, BlockMeta, BlockSource, FileKind, SealedSegment};
-use crate::span::{AnyValue, KeyValue, Span, TraceId};
+use crate::span::{AnyValue, KeyValue, Span, SpanKind, TraceId};
 
 /// Name of the lock file that admits one writer process per directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -74,6 +77,8 @@ struct Inner {
     dir: PathBuf,
     opts: Options,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
+    /// Operations of the sealed segments, replaced with the list.
+    catalog: RwLock<Arc<OpsCatalog>>,
     writer: Mutex<Writer>,
     /// Signalled when the frozen table is taken, sealed or the store stops.
     changed: Condvar,
@@ -181,6 +186,7 @@ impl Store {
         let inner = Arc::new(Inner {
             dir,
             opts,
+            catalog: RwLock::new(Arc::new(OpsCatalog::of_segments(&sealed))),
             sealed: RwLock::new(Arc::new(sealed)),
             writer: Mutex::new(writer),
             changed: Condvar::new(),
@@ -254,13 +260,21 @@ impl Store {
     /// Every span of the trace, ordered by start time, from sealed segments
     /// and the in-memory table. Empty if unknown.
     pub fn get_trace(&self, trace: TraceId) -> Result<Vec<Span>> {
+        self.get_trace_where(trace, |_| true)
+    }
+
+    fn get_trace_where(
+        &self,
+        trace: TraceId,
+        wanted: impl Fn(&SealedSegment) -> bool,
+    ) -> Result<Vec<Span>> {
         let (sealed, mut out) = {
             let w = self.inner.readable()?;
             let mut out: Vec<Span> = w.tables().flat_map(|t| t.trace(&trace)).collect();
             out.shrink_to_fit();
             (self.inner.sealed_snapshot(), out)
         };
-        for seg in sealed.iter() {
+        for seg in sealed.iter().filter(|s| wanted(s)) {
             let metas = seg.trace_blocks(&trace)?;
             if metas.is_empty() {
                 continue;
@@ -274,6 +288,65 @@ impl Store {
             (a.start_time_unix_nano, a.span_id).cmp(&(b.start_time_unix_nano, b.span_id))
         });
         Ok(out)
+    }
+
+    /// Every span of the trace, as [`Store::get_trace`], reading only the
+    /// segments that hold spans starting in `hint` (unix nanoseconds). The
+    /// hint is a promise: spans of the trace starting outside it may be
+    /// missed. Spans still in memory are always found.
+    pub fn get_trace_in(&self, trace: TraceId, hint: Range<u64>) -> Result<Vec<Span>> {
+        self.get_trace_where(trace, |seg| {
+            seg.trailer.max_start >= hint.start && seg.trailer.min_start < hint.end
+        })
+    }
+
+    /// The spans of each trace in `traces`, in the same order; an unknown
+    /// trace gives an empty list.
+    pub fn get_traces(&self, traces: &[TraceId]) -> Result<Vec<Vec<Span>>> {
+        traces.iter().map(|t| self.get_trace(*t)).collect()
+    }
+
+    /// The traces that match `query`, summarised, most recent first; see
+    /// [`TraceQuery`] for what a match is. Segments and blocks that cannot
+    /// hold a matching span are skipped before anything is decompressed.
+    pub fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>> {
+        query.validate()?;
+        if query.is_empty_window() {
+            return Ok(Vec::new());
+        }
+        let (sealed, mem) = {
+            let w = self.inner.readable()?;
+            let mem = search::memory_candidates(w.tables(), query);
+            (self.inner.sealed_snapshot(), mem)
+        };
+        search::find(self, &sealed, mem, query)
+    }
+
+    /// Every service name, sorted, from the segments' catalogs and the
+    /// in-memory tables (no data block is read).
+    pub fn services(&self) -> Result<Vec<String>> {
+        let (base, tables) = self.catalogs()?;
+        Ok(search::services_of(&base, &tables))
+    }
+
+    /// The operations (span name and kind) of `service`, of one kind if
+    /// given, sorted by name then kind.
+    pub fn operations(&self, service: &str, kind: Option<SpanKind>) -> Result<Vec<Operation>> {
+        let (base, tables) = self.catalogs()?;
+        Ok(search::operations_of(&base, &tables, service, kind))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn catalogs(&self) -> Result<(Arc<OpsCatalog>, Vec<Vec<(Operation, u64)>>)> {
+        let w = self.inner.readable()?;
+        let tables = w.tables().map(Memtable::operations).collect();
+        let base = self
+            .inner
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok((base, tables))
     }
 
     /// Streams every span whose start time lies in `range` (unix nanos,
@@ -645,6 +718,10 @@ impl Inner {
 
     fn publish(&self, seg: Arc<SealedSegment>) {
         let mut list = self.sealed.write().unwrap_or_else(|e| e.into_inner());
+        let mut cat = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        let mut c = (**cat).clone();
+        c.add_segment(&seg);
+        *cat = Arc::new(c);
         let mut v = (**list).clone();
         v.push(seg);
         *list = Arc::new(v);
