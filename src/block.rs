@@ -17,6 +17,7 @@ use crate::codec::{
     put_bytes, put_u32, put_varint, unzigzag, zigzag, Cursor, DecodeError, DecodeResult,
 };
 use crate::dict::BlockDict;
+use crate::digest::TracePart;
 use crate::hash::FastMap;
 use crate::span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
@@ -178,6 +179,10 @@ pub struct BlockSummary {
     /// Distinct (service, operation, kind) triples and their span counts.
     pub operations: Vec<(String, String, SpanKind, u64)>,
     pub max_end: u64,
+    /// What the block's spans tell of each of its traces.
+    pub traces: Vec<TracePart>,
+    /// The distinct attribute items of the block (see `attrs`).
+    pub attr_items: Vec<crate::attrs::Item>,
 }
 
 /// An encoded block ready to be written: header then body.
@@ -352,6 +357,8 @@ pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
         trace_ids,
         operations,
         max_end: rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0),
+        traces: TracePart::of_sorted(rows),
+        attr_items: crate::attrs::items(rows),
     }
 }
 

@@ -113,16 +113,24 @@ impl<'a> TraceIndexView<'a> {
     /// Blocks holding `trace`; `None` if a postings reference is out of
     /// range (corruption).
     pub fn lookup(&self, trace: &TraceId) -> Option<Vec<u32>> {
+        match self.position(trace) {
+            Some(i) => self.blocks_of(i),
+            None => Some(Vec::new()),
+        }
+    }
+
+    /// Position of `trace` among the entries.
+    pub fn position(&self, trace: &TraceId) -> Option<usize> {
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.entry(mid).0.cmp(&trace.0[..]) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return self.blocks_of(mid),
+                std::cmp::Ordering::Equal => return Some(mid),
             }
         }
-        Some(Vec::new())
+        None
     }
 
     /// Blocks of entry `i`.
@@ -252,6 +260,11 @@ impl CatalogBuilder {
     pub fn add_span(&mut self, service: &str, name: &str, kind: SpanKind) {
         let id = self.id_of(service, name, kind);
         self.counts[id as usize] += 1;
+    }
+
+    /// The id of (service, name, kind), added with no spans if new.
+    pub fn op_id(&mut self, service: &str, name: &str, kind: SpanKind) -> u32 {
+        self.id_of(service, name, kind)
     }
 
     fn id_of(&mut self, service: &str, name: &str, kind: SpanKind) -> u32 {

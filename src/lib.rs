@@ -4,9 +4,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod attrs;
 pub mod block;
 pub mod codec;
 pub mod dict;
+pub mod digest;
 pub mod error;
 pub mod fs;
 pub mod gen;

@@ -9,9 +9,9 @@
 //! spans and serves as the oracle the indexed search is tested against.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
 use std::ops::Range;
 
+use crate::digest::TracePart;
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
 use crate::span::{AnyValue, KeyValue, Span, SpanKind, StatusCode, TraceId};
@@ -298,32 +298,28 @@ impl TraceSummary {
 
     /// Summarises a trace from all its spans; `None` when there are none.
     pub fn of(spans: &[Span]) -> Option<TraceSummary> {
-        let first = spans.first()?;
-        // The root: a span without a parent, else the earliest span; the
-        // earliest (then lowest span id) when there are several.
-        let key = |s: &Span| {
-            (
-                s.parent_span_id.is_some(),
-                s.start_time_unix_nano,
-                s.span_id,
-            )
-        };
-        let root = spans.iter().min_by_key(|s| key(s))?;
-        let services: BTreeSet<&str> = spans
-            .iter()
-            .map(|s| s.service_name().unwrap_or(""))
-            .collect();
-        Some(TraceSummary {
-            trace_id: first.trace_id,
-            root_service: root.service_name().unwrap_or("").to_string(),
-            root_name: root.name.clone(),
-            has_root: root.parent_span_id.is_none(),
-            start_time_unix_nano: spans.iter().map(|s| s.start_time_unix_nano).min()?,
-            end_time_unix_nano: spans.iter().map(|s| s.end_time_unix_nano).max()?,
-            span_count: spans.len() as u64,
-            services: services.into_iter().map(str::to_string).collect(),
-            has_error: spans.iter().any(|s| s.status.code == StatusCode::Error),
-        })
+        let (first, rest) = spans.split_first()?;
+        let mut part = TracePart::of_span(first);
+        for s in rest {
+            part.add_span(s);
+        }
+        Some(TraceSummary::from_part(part))
+    }
+
+    /// The summary of everything a (merged) part says.
+    pub fn from_part(p: TracePart) -> TraceSummary {
+        TraceSummary {
+            trace_id: p.trace,
+            root_service: p.root_service,
+            root_name: p.root_name,
+            // The root key's first field says whether the span has a parent.
+            has_root: !p.root_key.0,
+            start_time_unix_nano: p.start,
+            end_time_unix_nano: p.end,
+            span_count: p.spans,
+            services: p.services.into_keys().collect(),
+            has_error: p.error,
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::attrs;
+use crate::digest::{Row, TracePart};
 use crate::error::Result;
 use crate::hash::FastSet;
 use crate::index::Operation;
@@ -69,6 +71,18 @@ fn block_may_drive(q: &TraceQuery, seg: &SealedSegment, i: usize, b: &BlockMeta)
     if q.mode == MatchMode::Trace && q.start.is_some() {
         return true;
     }
+    if let (MatchMode::Span, Some(service)) = (q.mode, &q.service) {
+        if let (Some(f), Some(whole)) = (seg.attr_filter(i), seg.attr_filter(seg.blocks.len())) {
+            let ok = q.attributes.iter().all(|a| {
+                attrs::probe(service, a)
+                    .for_segment(whole)
+                    .is_some_and(|p| p.may_match(f))
+            });
+            if !ok {
+                return false;
+            }
+        }
+    }
     let ops = &seg.catalog.block_ops[i];
     ops.iter().any(|id| {
         let op = &seg.catalog.operations[*id as usize].0;
@@ -112,6 +126,21 @@ fn sealed_candidates(sealed: &[Arc<SealedSegment>], q: &TraceQuery) -> Result<Ve
 pub(crate) fn find(
     store: &Store,
     sealed: &[Arc<SealedSegment>],
+    candidates: Vec<Candidate>,
+    q: &TraceQuery,
+) -> Result<Vec<TraceSummary>> {
+    match (&q.service, q.mode) {
+        (Some(service), MatchMode::Span) => Search::new(store, sealed, q, service).run(candidates),
+        _ => find_by_decoding(store, sealed, candidates, q),
+    }
+}
+
+/// The search without service rows: every block that may hold a driving
+/// span is decoded. Serves trace-level matching and queries without a
+/// service.
+fn find_by_decoding(
+    store: &Store,
+    sealed: &[Arc<SealedSegment>],
     mut candidates: Vec<Candidate>,
     q: &TraceQuery,
 ) -> Result<Vec<TraceSummary>> {
@@ -122,7 +151,7 @@ pub(crate) fn find(
     let mut seen: FastSet<TraceId> = FastSet::default();
     let mut out: Vec<TraceSummary> = Vec::new();
     for c in candidates {
-        if out.len() >= q.limit && c.bound < out[q.limit - 1].start_time_unix_nano {
+        if is_complete(&out, q.limit, c.bound) {
             break;
         }
         if !seen.insert(c.trace) {
@@ -133,14 +162,291 @@ pub(crate) fn find(
             continue;
         }
         if let Some(sum) = TraceSummary::of(&spans) {
-            let at = out
-                .binary_search_by(|x| recent_first(x, &sum))
-                .unwrap_or_else(|e| e);
-            out.insert(at, sum);
-            out.truncate(q.limit);
+            insert(&mut out, q.limit, sum);
         }
     }
     Ok(out)
+}
+
+/// True when no trace starting at or before `bound` can enter `out`.
+fn is_complete(out: &[TraceSummary], limit: usize, bound: u64) -> bool {
+    out.len() >= limit && bound < out[limit - 1].start_time_unix_nano
+}
+
+fn insert(out: &mut Vec<TraceSummary>, limit: usize, sum: TraceSummary) {
+    let at = out
+        .binary_search_by(|x| recent_first(x, &sum))
+        .unwrap_or_else(|e| e);
+    out.insert(at, sum);
+    out.truncate(limit);
+}
+
+/// One segment's rows of the searched service, walked from the newest
+/// row starting before the window's end towards older ones.
+struct Rows {
+    seg: usize,
+    /// Rows `first..next` remain.
+    first: usize,
+    next: usize,
+    /// Rows starting before this cannot reach into the window.
+    floor: u64,
+}
+
+/// A span-level search for one service, driven by service rows.
+struct Search<'a> {
+    store: &'a Store,
+    sealed: &'a [Arc<SealedSegment>],
+    q: &'a TraceQuery,
+    window: (u64, u64),
+    /// Only service and window are asked: a row decides without decoding.
+    simple: bool,
+    rows: Vec<Rows>,
+    seen: FastSet<TraceId>,
+    out: Vec<TraceSummary>,
+}
+
+impl<'a> Search<'a> {
+    fn new(
+        store: &'a Store,
+        sealed: &'a [Arc<SealedSegment>],
+        q: &'a TraceQuery,
+        service: &str,
+    ) -> Self {
+        let window = q.start.as_ref().map_or((0, u64::MAX), |w| (w.start, w.end));
+        let simple = q.operation.is_none()
+            && q.kind.is_none()
+            && q.attributes.is_empty()
+            && q.duration_min.is_none()
+            && q.duration_max.is_none()
+            && !q.errors_only;
+        let mut rows = Vec::new();
+        for (i, seg) in sealed.iter().enumerate() {
+            let Some(services) = &seg.services else {
+                continue;
+            };
+            if seg.trailer.max_start < window.0 || seg.trailer.min_start >= window.1 {
+                continue;
+            }
+            let Some(id) = services.id(service) else {
+                continue;
+            };
+            let whole = seg.attr_filter(seg.blocks.len());
+            if whole.is_some_and(|f| {
+                !q.attributes
+                    .iter()
+                    .all(|a| attrs::probe(service, a).for_segment(f).is_some())
+            }) {
+                continue;
+            }
+            let (first, len) = services.rows[id];
+            let (first, end) = (first as usize, (first + len) as usize);
+            // Rows are sorted by min start: skip those starting at or after
+            // the window's end.
+            let (mut lo, mut hi) = (first, end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match seg.service_row(mid) {
+                    Ok(r) if r.min_start < window.1 => lo = mid + 1,
+                    _ => hi = mid,
+                }
+            }
+            rows.push(Rows {
+                seg: i,
+                first,
+                next: lo,
+                floor: window.0.saturating_sub(services.max_width),
+            });
+        }
+        Search {
+            store,
+            sealed,
+            q,
+            window,
+            simple,
+            rows,
+            seen: FastSet::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The segment cursor whose next row starts latest, with that row.
+    fn newest_row(&self) -> Result<Option<(usize, Row)>> {
+        let mut best: Option<(usize, Row)> = None;
+        for (i, r) in self.rows.iter().enumerate() {
+            if r.next == r.first {
+                continue;
+            }
+            let row = self.sealed[r.seg].service_row(r.next - 1)?;
+            if row.min_start < r.floor {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| row.min_start > b.min_start) {
+                best = Some((i, row));
+            }
+        }
+        Ok(best)
+    }
+
+    fn run(mut self, mut candidates: Vec<Candidate>) -> Result<Vec<TraceSummary>> {
+        // Segments written before the search index are searched by
+        // decoding, and join the walk as plain candidates.
+        let old: Vec<Arc<SealedSegment>> = self
+            .sealed
+            .iter()
+            .filter(|s| s.services.is_none())
+            .cloned()
+            .collect();
+        candidates.extend(sealed_candidates(&old, self.q)?);
+        candidates.sort_unstable_by(|a, b| a.bound.cmp(&b.bound).then(b.trace.cmp(&a.trace)));
+        loop {
+            let row = self.newest_row()?;
+            let next_candidate = candidates.last().map(|c| c.bound);
+            let take_row = match (&row, next_candidate) {
+                (Some((_, r)), Some(b)) => r.min_start >= b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let bound = if take_row {
+                row.map_or(0, |(_, r)| r.min_start)
+            } else {
+                next_candidate.unwrap_or(0)
+            };
+            if is_complete(&self.out, self.q.limit, bound) {
+                break;
+            }
+            if take_row {
+                let (i, r) = row.expect("taken only when present");
+                self.rows[i].next -= 1;
+                let seg = self.rows[i].seg;
+                self.visit_row(seg, r)?;
+            } else if let Some(c) = candidates.pop() {
+                // Memory candidates are full matches; old-format ones are too
+                // in span mode, since they come from `drives`.
+                if self.seen.insert(c.trace) {
+                    self.accept(c.trace)?;
+                }
+            }
+        }
+        Ok(self.out)
+    }
+
+    fn visit_row(&mut self, seg_at: usize, r: Row) -> Result<()> {
+        let seg = &self.sealed[seg_at];
+        if r.max_start < self.window.0 {
+            return Ok(());
+        }
+        let trace = seg.trace_index().trace_at(r.trace as usize);
+        if self.seen.contains(&trace) {
+            return Ok(());
+        }
+        let certain = self.simple && (r.min_start >= self.window.0 || r.max_start < self.window.1);
+        if !certain && !self.row_matches(seg, &r, &trace)? {
+            return Ok(());
+        }
+        self.seen.insert(trace);
+        self.accept(trace)
+    }
+
+    /// Decodes the trace's spans in this segment and looks for a match,
+    /// after the cheap checks that can rule the segment out.
+    fn row_matches(&self, seg: &Arc<SealedSegment>, r: &Row, trace: &TraceId) -> Result<bool> {
+        let q = self.q;
+        if q.errors_only && seg.digest(r.trace as usize)?.flags & crate::digest::FLAG_ERROR == 0 {
+            return Ok(false);
+        }
+        let blocks = seg.blocks_of_ordinal(r.trace as usize)?;
+        let src = BlockSource::Mapped(seg.clone());
+        for (i, b) in blocks {
+            if !block_may_drive(q, seg, i, &b) {
+                continue;
+            }
+            if src
+                .trace_spans(&b, trace)?
+                .iter()
+                .any(|s| span_matches(q, s))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn accept(&mut self, trace: TraceId) -> Result<()> {
+        if let Some(sum) = summarize(self.store, self.sealed, trace)? {
+            insert(&mut self.out, self.q.limit, sum);
+        }
+        Ok(())
+    }
+}
+
+/// The summary of a whole trace from the digests of indexed segments, the
+/// decoded spans of older ones, and the spans in memory.
+pub(crate) fn summarize(
+    store: &Store,
+    sealed: &[Arc<SealedSegment>],
+    trace: TraceId,
+) -> Result<Option<TraceSummary>> {
+    let mut whole: Option<TracePart> = None;
+    let mut add = |p: TracePart| match &mut whole {
+        Some(w) => w.merge(&p),
+        None => whole = Some(p),
+    };
+    for seg in sealed {
+        if seg.services.is_some() {
+            if let Some(i) = seg.trace_ordinal(&trace) {
+                add(part_of_digest(seg, i)?);
+            }
+            continue;
+        }
+        let src = BlockSource::Mapped(seg.clone());
+        for b in seg.trace_blocks(&trace)? {
+            let spans = src.trace_spans(&b, &trace)?;
+            let refs: Vec<&Span> = spans.iter().collect();
+            TracePart::of_sorted(&refs).into_iter().for_each(&mut add);
+        }
+    }
+    let mem = store.memory_spans(trace)?;
+    let refs: Vec<&Span> = mem.iter().collect();
+    TracePart::of_sorted(&refs).into_iter().for_each(&mut add);
+    Ok(whole.map(TraceSummary::from_part))
+}
+
+/// What a segment's digest says of its trace at index position `i`.
+pub(crate) fn part_of_digest(seg: &SealedSegment, i: usize) -> Result<TracePart> {
+    let d = seg.digest(i)?;
+    let op = seg
+        .catalog
+        .operations
+        .get(d.root_op as usize)
+        .map(|(op, _)| op)
+        .ok_or_else(|| {
+            crate::Error::corrupt(
+                &seg.path,
+                0,
+                format!("digest {i} names a missing operation"),
+            )
+        })?;
+    Ok(TracePart {
+        trace: seg.trace_index().trace_at(i),
+        start: d.start,
+        end: d.end,
+        spans: u64::from(d.spans),
+        error: d.flags & crate::digest::FLAG_ERROR != 0,
+        root_key: (
+            d.flags & crate::digest::FLAG_ROOT == 0,
+            d.root_start,
+            d.root_span,
+        ),
+        root_service: op.service.clone(),
+        root_name: op.name.clone(),
+        root_kind: op.kind,
+        services: seg
+            .digest_services(&d)?
+            .into_iter()
+            .map(|s| (s.to_string(), (0, 0)))
+            .collect(),
+    })
 }
 
 /// Services and their operations, merged from segment catalogs and the

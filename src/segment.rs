@@ -19,6 +19,7 @@ use memmap2::Mmap;
 use crate::block::{self, BlockHeader, BlockSummary, BlockView, EncodedBlock, BLOCK_HEADER_LEN};
 use crate::codec::{put_u32, put_u64, DecodeError};
 use crate::dict::BlockDict;
+use crate::digest::{self, Digest, DigestBuilder, Row, Services, DIGEST_LEN, ROW_LEN};
 use crate::error::{Error, Result};
 use crate::fs::{now_unix_nanos, sync_dir};
 use crate::index::{BloomView, Catalog, CatalogBuilder, TraceIndexBuilder, TraceIndexView};
@@ -29,7 +30,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SPLGSEGM";
 /// Last eight bytes of every sealed segment file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"SPLGSEAL";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 // File header fields.
 const H_MAGIC: usize = 0;
@@ -72,9 +73,17 @@ pub mod section {
     pub const BLOCK_OPS: u32 = 6;
     /// The segment's zstd dictionary (version 2 on); empty when none.
     pub const DICT: u32 = 7;
+    /// The search index (version 3 on): trace digests, services, service
+    /// rows and each trace's services; see `digest`.
+    pub const DIGESTS: u32 = 8;
+    pub const SERVICES: u32 = 9;
+    pub const SERVICE_ROWS: u32 = 10;
+    pub const TRACE_SERVICES: u32 = 11;
+    /// Per-block attribute filters (version 3 on); see `attrs`.
+    pub const BLOCK_ATTRS: u32 = 12;
     /// Every section a segment must have, in file order: the first six in
-    /// version 1, all seven from version 2 on.
-    pub const ALL: [u32; 7] = [
+    /// version 1, seven in version 2, all twelve from version 3 on.
+    pub const ALL: [u32; 12] = [
         BLOCKS,
         TRACE_ENTRIES,
         TRACE_POSTINGS,
@@ -82,14 +91,19 @@ pub mod section {
         CATALOG,
         BLOCK_OPS,
         DICT,
+        DIGESTS,
+        SERVICES,
+        SERVICE_ROWS,
+        TRACE_SERVICES,
+        BLOCK_ATTRS,
     ];
 
     /// The sections of a file of format `version`.
     pub fn for_version(version: u32) -> &'static [u32] {
-        if version == 1 {
-            &ALL[..6]
-        } else {
-            &ALL
+        match version {
+            1 => &ALL[..6],
+            2 => &ALL[..7],
+            _ => &ALL,
         }
     }
 }
@@ -390,6 +404,9 @@ pub struct ActiveSegment {
     pub blocks: Vec<BlockMeta>,
     pub traces: TraceIndexBuilder,
     pub catalog: CatalogBuilder,
+    pub digests: DigestBuilder,
+    /// The attribute items of each block, filtered when sealed.
+    pub attr_items: Vec<Vec<crate::attrs::Item>>,
     pub span_count: u64,
     /// The zstd dictionary its blocks were compressed with, written to the
     /// footer when sealed.
@@ -445,6 +462,8 @@ impl ActiveSegment {
             blocks: Vec::new(),
             traces: TraceIndexBuilder::default(),
             catalog: CatalogBuilder::default(),
+            digests: DigestBuilder::default(),
+            attr_items: Vec::new(),
             span_count: 0,
             dict: None,
         }
@@ -486,6 +505,10 @@ impl ActiveSegment {
             self.traces.add(*t, n);
         }
         self.catalog.add_block(&summary.operations);
+        for p in &summary.traces {
+            self.digests.add(p);
+        }
+        self.attr_items.push(summary.attr_items.clone());
         self.span_count += u64::from(h.span_count);
         self.len = offset + h.stored_len();
     }
@@ -509,7 +532,7 @@ impl ActiveSegment {
 
     /// Writes the footer, fsyncs, renames to the sealed name and fsyncs the
     /// directory. Returns the sealed path.
-    pub fn seal(self, dir: &Path) -> Result<PathBuf> {
+    pub fn seal(mut self, dir: &Path) -> Result<PathBuf> {
         let footer = self.footer();
         let path = self.path.as_path();
         self.file
@@ -544,16 +567,37 @@ impl ActiveSegment {
     }
 
     /// Footer sections, the section table and the trailer.
-    fn footer(&self) -> Vec<u8> {
+    fn footer(&mut self) -> Vec<u8> {
         let mut blocks = Vec::with_capacity(self.blocks.len() * BLOCK_ENTRY_LEN);
         for b in &self.blocks {
             b.encode(&mut blocks);
         }
         let (entries, postings) = self.traces.encode();
         let bloom = self.traces.bloom();
+        let catalog = &mut self.catalog;
+        let [digests, services, rows, trace_services] = self
+            .digests
+            .encode(|svc, name, kind| catalog.op_id(svc, name, kind));
         let (cat, block_ops) = self.catalog.encode();
         let dict = self.dict.clone().unwrap_or_default();
-        let sections = [blocks, entries, postings, bloom, cat, block_ops, dict];
+        let mut attrs = Vec::new();
+        for f in crate::attrs::segment_filters(&std::mem::take(&mut self.attr_items)) {
+            crate::attrs::put_filter(&mut attrs, &f);
+        }
+        let sections = [
+            blocks,
+            entries,
+            postings,
+            bloom,
+            cat,
+            block_ops,
+            dict,
+            digests,
+            services,
+            rows,
+            trace_services,
+            attrs,
+        ];
         let footer_start = self.len;
         let mut out = Vec::new();
         let mut table = Vec::new();
@@ -781,6 +825,11 @@ pub struct SealedSegment {
     pub trailer: Trailer,
     pub blocks: Vec<BlockMeta>,
     pub catalog: Catalog,
+    /// The search index's services; `None` before format version 3.
+    pub services: Option<Services>,
+    /// Where each block's attribute filter lies in the file; empty before
+    /// format version 3.
+    attr_filters: Vec<(usize, usize)>,
     map: Mmap,
     sections: Vec<(usize, usize)>,
     dict: Option<BlockDict>,
@@ -819,6 +868,8 @@ impl SealedSegment {
             trailer,
             blocks: Vec::new(),
             catalog: Catalog::default(),
+            services: None,
+            attr_filters: Vec::new(),
             map,
             sections,
             dict: None,
@@ -929,8 +980,122 @@ impl SealedSegment {
             Catalog::decode(self.section(4), self.section(5), self.blocks.len()).map_err(|e| {
                 Error::corrupt(&self.path, (self.sections[4].0 + e.offset) as u64, e.detail)
             })?;
+        let traces = index.len();
         self.catalog = cat;
+        if self.sections.len() > 7 {
+            self.services = Some(self.check_search_index(traces)?);
+            let (at, _) = self.sections[11];
+            let filters = crate::attrs::decode_section(self.section(11), self.blocks.len())
+                .map_err(|e| Error::corrupt(&self.path, (at + e.offset) as u64, e.detail))?;
+            self.attr_filters = filters.into_iter().map(|(o, l)| (at + o, l)).collect();
+        }
         Ok(())
+    }
+
+    fn check_search_index(&self, traces: usize) -> Result<Services> {
+        let corrupt = |i: usize, detail: String| {
+            Err(Error::corrupt(
+                &self.path,
+                self.sections[i].0 as u64,
+                detail,
+            ))
+        };
+        if self.section(7).len() != traces * DIGEST_LEN {
+            return corrupt(7, format!("digests section is not {traces} digests"));
+        }
+        let rows = self.section(9).len();
+        if !rows.is_multiple_of(ROW_LEN) || !self.section(10).len().is_multiple_of(4) {
+            return corrupt(9, "service rows or trace services have a wrong size".into());
+        }
+        Services::decode(self.section(8), rows / ROW_LEN).map_err(|e| {
+            Error::corrupt(&self.path, (self.sections[8].0 + e.offset) as u64, e.detail)
+        })
+    }
+
+    /// The attribute filter of block `i`, or of the whole segment for `i`
+    /// equal to the block count; `None` when the segment has none.
+    pub fn attr_filter(&self, i: usize) -> Option<&[u8]> {
+        let (at, len) = *self.attr_filters.get(i)?;
+        Some(&self.map[at..at + len])
+    }
+
+    /// The digest of the trace at position `i` of the trace index.
+    pub fn digest(&self, i: usize) -> Result<Digest> {
+        digest::digest_at(self.section(7), i).ok_or_else(|| {
+            Error::corrupt(
+                &self.path,
+                self.sections[7].0 as u64,
+                format!("digest {i} out of range"),
+            )
+        })
+    }
+
+    /// Service row `i`.
+    pub fn service_row(&self, i: usize) -> Result<Row> {
+        let row = digest::row_at(self.section(9), i)
+            .filter(|r| (r.trace as usize) < self.trace_index().len());
+        row.ok_or_else(|| {
+            Error::corrupt(
+                &self.path,
+                (self.sections[9].0 + i * ROW_LEN) as u64,
+                format!("service row {i} out of range or names a missing trace"),
+            )
+        })
+    }
+
+    /// The service names of a digest.
+    pub fn digest_services(&self, d: &Digest) -> Result<Vec<&str>> {
+        let names = self.services.as_ref().map_or(&[][..], |s| &s.names[..]);
+        let ids = self.section(10);
+        let at = d.services_at as usize * 4;
+        let bytes = at
+            .checked_add(d.services_len as usize * 4)
+            .and_then(|end| ids.get(at..end));
+        let bad = || {
+            Error::corrupt(
+                &self.path,
+                self.sections[10].0 as u64,
+                "a digest names services outside the trace services section",
+            )
+        };
+        bytes
+            .ok_or_else(bad)?
+            .chunks_exact(4)
+            .map(|b| names.get(LE::read_u32(b) as usize).map(String::as_str))
+            .collect::<Option<Vec<&str>>>()
+            .ok_or_else(bad)
+    }
+
+    /// Position of `trace` in the trace index, if present.
+    pub fn trace_ordinal(&self, trace: &TraceId) -> Option<usize> {
+        if !self.may_contain(trace) {
+            return None;
+        }
+        self.trace_index().position(trace)
+    }
+
+    /// The blocks (number and entry) of the trace at position `i` of the
+    /// trace index.
+    pub fn blocks_of_ordinal(&self, i: usize) -> Result<Vec<(usize, BlockMeta)>> {
+        let ids = self.trace_index().blocks_of(i).ok_or_else(|| {
+            Error::corrupt(
+                &self.path,
+                self.sections[2].0 as u64,
+                format!("postings of trace {i} are out of range"),
+            )
+        })?;
+        ids.iter()
+            .map(|b| {
+                let meta = self.blocks.get(*b as usize).copied().ok_or_else(|| {
+                    Error::corrupt(
+                        &self.path,
+                        self.sections[1].0 as u64,
+                        format!("trace {i} points at block {b} of {}", self.blocks.len()),
+                    )
+                })?;
+                Ok((*b as usize, meta))
+            })
+            .collect()
     }
 
     /// The trace-id index.

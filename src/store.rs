@@ -263,6 +263,12 @@ impl Store {
         self.get_trace_where(trace, |_| true)
     }
 
+    /// The spans of `trace` still in memory, in no particular order.
+    pub(crate) fn memory_spans(&self, trace: TraceId) -> Result<Vec<Span>> {
+        let w = self.inner.readable()?;
+        Ok(w.tables().flat_map(|t| t.trace(&trace)).collect())
+    }
+
     fn get_trace_where(
         &self,
         trace: TraceId,

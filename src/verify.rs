@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::block;
+use crate::digest::TracePart;
 use crate::error::{Error, Result};
 use crate::index::Operation;
 use crate::segment::{self, BlockMeta, BlockSource, SealedSegment, HEADER_LEN};
@@ -179,6 +180,10 @@ struct Seen {
     /// Blocks that could not be read; already reported, and left out of the
     /// index cross-checks so one damaged block is one problem.
     unreadable: BTreeSet<u32>,
+    /// What the spans say of each trace, for the search index.
+    parts: BTreeMap<TraceId, TracePart>,
+    /// Attribute items of each block (empty for unreadable blocks).
+    items: Vec<Vec<crate::attrs::Item>>,
 }
 
 fn verify_sealed(seg: Arc<SealedSegment>, report: &mut Report) {
@@ -195,17 +200,82 @@ fn verify_sealed(seg: Arc<SealedSegment>, report: &mut Report) {
             Err(e) => {
                 report.error(e);
                 seen.ops.push(BTreeSet::new());
+                seen.items.push(Vec::new());
                 seen.unreadable.insert(i as u32);
             }
         }
     }
     check_trace_index(&seg, &seen, report);
     check_catalog(&seg, &seen, report);
+    if seg.services.is_some() {
+        check_search_index(&seg, &seen, report);
+    }
+}
+
+/// The digests must say what the spans say, and the attribute filters must
+/// hold every attribute of their blocks (a missing one hides matches).
+fn check_search_index(seg: &SealedSegment, seen: &Seen, report: &mut Report) {
+    let index = seg.trace_index();
+    let at = seg.trailer.footer_start;
+    for i in 0..index.len() {
+        let t = index.trace_at(i);
+        let Some(want) = seen.parts.get(&t) else {
+            continue;
+        };
+        // The index's blocks: an unreadable block's spans are not in `seen`.
+        let blocks = index.blocks_of(i).unwrap_or_default();
+        if blocks.iter().any(|b| seen.unreadable.contains(b)) {
+            continue;
+        }
+        match crate::search::part_of_digest(seg, i) {
+            Ok(got) => {
+                let names = |p: &TracePart| p.services.keys().cloned().collect::<Vec<_>>();
+                let same = (got.start, got.end, got.spans, got.error, got.root_key)
+                    == (want.start, want.end, want.spans, want.error, want.root_key)
+                    && (&got.root_service, &got.root_name, got.root_kind)
+                        == (&want.root_service, &want.root_name, want.root_kind)
+                    && names(&got) == names(want);
+                if !same {
+                    report.at(
+                        &seg.path,
+                        at,
+                        format!("digest of trace {t} disagrees with its spans"),
+                    );
+                }
+            }
+            Err(e) => report.error(e),
+        }
+    }
+    if !seen.unreadable.is_empty() {
+        return;
+    }
+    let filters = crate::attrs::segment_filters(&seen.items);
+    for (i, items) in seen.items.iter().enumerate() {
+        let (Some(stored), Some(whole)) = (seg.attr_filter(i), seg.attr_filter(seg.blocks.len()))
+        else {
+            continue;
+        };
+        if filters[i].as_slice() != stored || filters[seen.items.len()].as_slice() != whole {
+            let detail = format!(
+                "attribute filter of block {i} disagrees with its {} attributes",
+                items.len()
+            );
+            report.at(&seg.path, seg.blocks[i].offset, detail);
+        }
+    }
 }
 
 fn record(seen: &mut Seen, block: u32, spans: &[Span]) {
     let mut ops = BTreeSet::new();
+    let refs: Vec<&Span> = spans.iter().collect();
+    seen.items.push(crate::attrs::items(&refs));
     for s in spans {
+        match seen.parts.get_mut(&s.trace_id) {
+            Some(p) => p.add_span(s),
+            None => {
+                seen.parts.insert(s.trace_id, TracePart::of_span(s));
+            }
+        }
         let v = seen.traces.entry(s.trace_id).or_default();
         if v.last() != Some(&block) {
             v.push(block);

@@ -1,0 +1,334 @@
+//! Per-block attribute filters (format version 3 on): a small bloom filter
+//! per block over the attribute keys and `key=value` pairs found on its
+//! spans, resources, scopes, events and links, so that an attribute
+//! condition skips blocks that certainly lack it before anything is
+//! decompressed.
+//!
+//! Items are scoped by the service of the span they belong to (a span's
+//! resource, scope, events and links count as the span's), since a search
+//! for one service needs the attribute on that service's spans: the key
+//! hashed is `service 0xFF key`. A last filter after the blocks' covers
+//! the whole segment, so a segment without the attribute is skipped at
+//! once.
+//!
+//! A value enters as its query rendering ([`AnyValue::to_query_string`]);
+//! renderings longer than [`MAX_VALUE_LEN`] bytes (statements, stack
+//! traces) enter by key only, and a condition on such a value tests only
+//! its key. Hashes are FNV-1a 64 over `key`, or over `key`, a 0xFF byte
+//! and the rendering, finished with the SplitMix64 mixer; probe `i` sets
+//! bit `(h1 + i * h2) mod m`.
+
+use crate::codec::{put_varint, Cursor, DecodeResult};
+use crate::hash::FastSet;
+use crate::query::AttrFilter;
+use crate::span::{AnyValue, KeyValue, Span};
+
+/// Longest value rendering that enters a filter as `key=value`.
+pub const MAX_VALUE_LEN: usize = 64;
+/// Filter bits per distinct item.
+const BITS_PER_ITEM: usize = 7;
+/// Probes per item: about 4% false positives at 7 bits per item.
+pub const PROBES: u8 = 4;
+
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn scoped(service: &str, key: &str) -> u64 {
+    fnv(
+        fnv(fnv(FNV_OFFSET, service.as_bytes()), &[0xff]),
+        key.as_bytes(),
+    )
+}
+
+/// The hash of a key alone, on spans of `service`.
+pub fn key_hash(service: &str, key: &str) -> u64 {
+    mix64(scoped(service, key))
+}
+
+/// The hash of `key=value` on spans of `service`, or `None` when the
+/// rendering is too long to be in a filter.
+pub fn pair_hash(service: &str, key: &str, rendering: &str) -> Option<u64> {
+    (rendering.len() <= MAX_VALUE_LEN).then(|| {
+        mix64(fnv(
+            fnv(scoped(service, key), &[0xff]),
+            rendering.as_bytes(),
+        ))
+    })
+}
+
+fn probes(h: u64) -> (u64, u64) {
+    (h, mix64(h ^ 0x9e37_79b9_7f4a_7c15) | 1)
+}
+
+/// One attribute of a block: the hash of its key, and of its pair when
+/// the value is short enough.
+pub type Item = (u64, Option<u64>);
+
+/// The distinct items of a block's spans.
+pub fn items(rows: &[&Span]) -> Vec<Item> {
+    let mut items: FastSet<Item> = FastSet::default();
+    let mut seen_resources: FastSet<*const crate::span::Resource> = FastSet::default();
+    let mut seen_scopes: FastSet<(*const crate::span::Scope, *const crate::span::Resource)> =
+        FastSet::default();
+    let mut text = String::new();
+    let mut add = |service: &str, kvs: &[KeyValue], items: &mut FastSet<Item>| {
+        for kv in kvs {
+            let r: &str = match &kv.value {
+                AnyValue::String(s) => s,
+                v => {
+                    text = v.to_query_string();
+                    &text
+                }
+            };
+            items.insert((key_hash(service, &kv.key), pair_hash(service, &kv.key, r)));
+        }
+    };
+    for s in rows {
+        let service = s.service_name().unwrap_or("");
+        add(service, &s.attributes, &mut items);
+        let (res, scope) = (
+            std::sync::Arc::as_ptr(&s.resource),
+            std::sync::Arc::as_ptr(&s.scope),
+        );
+        if seen_resources.insert(res) {
+            add(service, &s.resource.attributes, &mut items);
+        }
+        // A scope's attributes count for each service that uses it.
+        if seen_scopes.insert((scope, res)) {
+            add(service, &s.scope.attributes, &mut items);
+        }
+        for e in &s.events {
+            add(service, &e.attributes, &mut items);
+        }
+        for l in &s.links {
+            add(service, &l.attributes, &mut items);
+        }
+    }
+    items.into_iter().collect()
+}
+
+/// Keys with more distinct values than this in a segment (ids, URLs,
+/// timestamps) enter its filters by key only: their pairs would fill the
+/// filters while almost never being searched for exactly.
+pub const MAX_DISTINCT_VALUES: usize = 24;
+
+/// The marker, in the segment's filter, of a key entered by key only.
+pub fn demoted(key: u64) -> u64 {
+    mix64(key ^ 0x5bd1_e995_5bd1_e995)
+}
+
+/// The filters of a segment: one per block, then the segment's own.
+pub fn segment_filters(blocks: &[Vec<Item>]) -> Vec<Vec<u8>> {
+    let mut values: crate::hash::FastMap<u64, FastSet<u64>> = Default::default();
+    for (k, p) in blocks.iter().flatten() {
+        let set = values.entry(*k).or_default();
+        if let Some(p) = p {
+            if set.len() <= MAX_DISTINCT_VALUES {
+                set.insert(*p);
+            }
+        }
+    }
+    let keep = |k: &u64| {
+        values
+            .get(k)
+            .is_some_and(|s| s.len() <= MAX_DISTINCT_VALUES)
+    };
+    let flatten = |items: &mut dyn Iterator<Item = &Item>| -> Vec<u64> {
+        let mut v = Vec::new();
+        for (k, p) in items {
+            v.push(*k);
+            match p {
+                Some(p) if keep(k) => v.push(*p),
+                _ => {}
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let mut out: Vec<Vec<u8>> = blocks
+        .iter()
+        .map(|b| build(&flatten(&mut b.iter())))
+        .collect();
+    let mut all = flatten(&mut blocks.iter().flatten());
+    all.extend(values.keys().filter(|k| !keep(k)).map(|k| demoted(*k)));
+    out.push(build(&all));
+    out
+}
+
+/// Builds a filter over item hashes.
+pub fn build(items: &[u64]) -> Vec<u8> {
+    let m = (items.len() * BITS_PER_ITEM).max(64).div_ceil(8);
+    let mut out = vec![0u8; m + 1];
+    out[0] = PROBES;
+    let bits = m as u64 * 8;
+    for h in items {
+        let (h1, h2) = probes(*h);
+        for i in 0..u64::from(PROBES) {
+            let b = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
+            out[1 + (b / 8) as usize] |= 1 << (b % 8);
+        }
+    }
+    out
+}
+
+/// True when the filter may hold the item hashed to `h`.
+fn may_hold(filter: &[u8], h: u64) -> bool {
+    let Some((&k, bits)) = filter.split_first() else {
+        return true;
+    };
+    if bits.is_empty() {
+        return true;
+    }
+    let m = bits.len() as u64 * 8;
+    let (h1, h2) = probes(h);
+    (0..u64::from(k)).all(|i| {
+        let b = h1.wrapping_add(i.wrapping_mul(h2)) % m;
+        bits[(b / 8) as usize] & (1 << (b % 8)) != 0
+    })
+}
+
+/// A condition prepared for probing filters: its key and (for equality
+/// on a short value) its pair.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    key: u64,
+    pair: Option<u64>,
+}
+
+/// The probe of a condition on spans of `service`.
+pub fn probe(service: &str, f: &AttrFilter) -> Probe {
+    let pair = match f {
+        AttrFilter::Exists(_) => None,
+        AttrFilter::Equals(k, v) => pair_hash(service, k, v),
+        AttrFilter::Typed(k, v) => pair_hash(service, k, &v.to_query_string()),
+    };
+    Probe {
+        key: key_hash(service, f.key()),
+        pair,
+    }
+}
+
+impl Probe {
+    /// Checks the segment's filter: `None` when the segment certainly has
+    /// no match, else the probe to use on its blocks (by key alone when
+    /// the segment entered the key's values by key only).
+    pub fn for_segment(self, filter: &[u8]) -> Option<Probe> {
+        if !may_hold(filter, self.key) {
+            return None;
+        }
+        match self.pair {
+            Some(_) if may_hold(filter, demoted(self.key)) => Some(Probe { pair: None, ..self }),
+            Some(p) if !may_hold(filter, p) => None,
+            _ => Some(self),
+        }
+    }
+
+    /// False when the block certainly has no attribute meeting it.
+    pub fn may_match(&self, filter: &[u8]) -> bool {
+        may_hold(filter, self.pair.unwrap_or(self.key))
+    }
+}
+
+/// Appends one block's filter to the section.
+pub fn put_filter(section: &mut Vec<u8>, filter: &[u8]) {
+    put_varint(section, filter.len() as u64);
+    section.extend_from_slice(filter);
+}
+
+/// Splits the section into `blocks` filters plus the segment's (offset
+/// and length each).
+pub fn decode_section(b: &[u8], blocks: usize) -> DecodeResult<Vec<(usize, usize)>> {
+    let mut c = Cursor::new(b);
+    let mut out = Vec::with_capacity(blocks + 1);
+    for _ in 0..=blocks {
+        let len = c.count(1)?;
+        let at = c.position();
+        let f = c.take(len)?;
+        if f.first().is_some_and(|k| *k == 0 || *k > 32) {
+            return c.err(format!("attribute filter with {} probes", f[0]));
+        }
+        out.push((at, len));
+    }
+    if !c.is_empty() {
+        return c.err("bytes after the last attribute filter");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{Event, Resource};
+    use std::sync::Arc;
+
+    #[test]
+    fn every_place_enters_and_absent_pairs_mostly_do_not() {
+        let mut s = Span {
+            attributes: vec![KeyValue::new("http.status", AnyValue::Int(500))],
+            events: vec![Event {
+                attributes: vec![KeyValue::new(
+                    "exception.type",
+                    AnyValue::String("E".into()),
+                )],
+                ..Event::default()
+            }],
+            ..Span::default()
+        };
+        s.resource = Arc::new(Resource {
+            attributes: vec![
+                KeyValue::new("host", AnyValue::String("a".repeat(100))),
+                KeyValue::new("service.name", AnyValue::String("api".into())),
+            ],
+            ..Resource::default()
+        });
+        let fs = segment_filters(&[items(&[&s])]);
+        let (f, seg) = (&fs[0], &fs[1]);
+        let may_match = |f: &[u8], p: Probe| p.for_segment(seg).is_some_and(|p| p.may_match(f));
+        let yes = |c: AttrFilter| assert!(may_match(f, probe("api", &c)), "{c:?}");
+        yes(AttrFilter::Equals("http.status".into(), "500".into()));
+        yes(AttrFilter::Typed("http.status".into(), AnyValue::Int(500)));
+        yes(AttrFilter::Exists("exception.type".into()));
+        yes(AttrFilter::Equals("exception.type".into(), "E".into()));
+        // A long value is known by its key only, so any long value passes.
+        yes(AttrFilter::Equals("host".into(), "b".repeat(100)));
+        let misses = (0..1000)
+            .filter(|i| {
+                let c = AttrFilter::Equals("http.status".into(), format!("{i}"));
+                may_match(f, probe("api", &c))
+            })
+            .count();
+        assert!(misses < 60, "{misses} false positives");
+        let other = (0..1000)
+            .filter(|i| {
+                let c = AttrFilter::Exists("http.status".into());
+                may_match(f, probe(&format!("svc{i}"), &c))
+            })
+            .count();
+        assert!(other < 60, "{other} false positives for other services");
+    }
+
+    #[test]
+    fn section_round_trips_and_rejects_damage() {
+        let mut sec = Vec::new();
+        put_filter(&mut sec, &[4, 1, 2]);
+        put_filter(&mut sec, &[4, 9]);
+        let v = decode_section(&sec, 1).unwrap();
+        assert_eq!(v, vec![(1, 3), (5, 2)]);
+        assert!(decode_section(&sec, 2).is_err());
+        assert!(decode_section(&sec, 0).is_err());
+        assert!(decode_section(&[2, 0, 1], 0).is_err());
+    }
+}
