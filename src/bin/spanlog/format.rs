@@ -3,13 +3,25 @@
 /// Unix nanoseconds as RFC 3339 in UTC with all nine fraction digits, e.g.
 /// `2026-01-01T00:00:00.123456789Z`.
 pub fn rfc3339(unix_nanos: u64) -> String {
-    let secs = unix_nanos / 1_000_000_000;
     let nanos = unix_nanos % 1_000_000_000;
+    format!("{}.{nanos:09}Z", rfc3339_seconds(unix_nanos))
+}
+
+/// Unix nanoseconds as RFC 3339 in UTC to the millisecond (truncated),
+/// e.g. `2026-01-01T00:00:00.123Z`.
+pub fn rfc3339_millis(unix_nanos: u64) -> String {
+    let millis = unix_nanos % 1_000_000_000 / 1_000_000;
+    format!("{}.{millis:03}Z", rfc3339_seconds(unix_nanos))
+}
+
+/// The date and time of day, to the second, without an offset.
+fn rfc3339_seconds(unix_nanos: u64) -> String {
+    let secs = unix_nanos / 1_000_000_000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
@@ -131,6 +143,22 @@ pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (b != 0.0).then(|| a / b)
 }
 
+/// One JSON object on one line with its fields in the order given
+/// (serde_json's own maps sort their keys).
+pub fn json_object(fields: &[(&str, serde_json::Value)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::from(*key).to_string());
+        out.push(':');
+        out.push_str(&value.to_string());
+    }
+    out.push('}');
+    out
+}
+
 /// Pads `s` with spaces to `width` characters (not bytes: names may hold
 /// any Unicode).
 pub fn pad(s: &str, width: usize) -> String {
@@ -156,6 +184,22 @@ mod tests {
             "2000-02-29T00:00:00.123456789Z"
         );
         assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709551615Z");
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(951_782_400_123_956_789),
+            "2000-02-29T00:00:00.123Z"
+        );
+    }
+
+    #[test]
+    fn json_objects_keep_their_field_order() {
+        use serde_json::json;
+        let line = json_object(&[
+            ("z", json!(1)),
+            ("a\"b", json!("x\ny")),
+            ("m", json!([true])),
+        ]);
+        assert_eq!(line, r#"{"z":1,"a\"b":"x\ny","m":[true]}"#);
     }
 
     #[test]

@@ -8,12 +8,16 @@ mod bench;
 mod demo;
 mod dump;
 mod error;
+mod find;
 mod format;
 mod get;
 mod ingest;
 mod inspect;
 mod layout;
+mod operations;
 mod progress;
+mod services;
+mod timearg;
 mod tree;
 mod verify;
 mod workload;
@@ -33,7 +37,8 @@ use crate::error::{CliResult, USAGE};
     long_about = "Inspect, verify and exercise spanlog stores of OpenTelemetry spans.\n\n\
         A store is a directory of sealed segments (*.seg), which never change \
         again, and a write-ahead log (*.wal) of the spans not yet sealed. \
-        inspect, verify, dump and get only read; they never modify a file.\n\n\
+        inspect, verify, dump, get, find, services and operations only read; \
+        they never modify a file.\n\n\
         Exit status: 0 on success, 1 when data is damaged, a trace is not found, \
         verify finds errors or ingest refuses an input, 2 on usage errors and \
         unreadable paths.",
@@ -50,6 +55,9 @@ enum Command {
     Verify(verify::Args),
     Dump(dump::Args),
     Get(get::Args),
+    Find(find::Args),
+    Services(services::Args),
+    Operations(operations::Args),
     Ingest(ingest::Args),
     Demo(demo::Args),
     Bench(bench::Args),
@@ -82,6 +90,9 @@ fn run(command: Command, out: &mut dyn Write) -> CliResult {
         Command::Verify(args) => verify::run(&args, out),
         Command::Dump(args) => dump::run(&args, out),
         Command::Get(args) => get::run(&args, out),
+        Command::Find(args) => find::run(&args, out),
+        Command::Services(args) => services::run(&args, out),
+        Command::Operations(args) => operations::run(&args, out),
         Command::Ingest(args) => ingest::run(&args, out),
         Command::Demo(args) => demo::run(&args, out),
         Command::Bench(args) => bench::run(&args, out),
