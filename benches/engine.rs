@@ -1,6 +1,8 @@
 //! What users feel, on the generated workload: ingest (with the final
-//! flush), trace lookup on a store of several sealed segments (warm), and a
-//! time-range scan. `SPANLOG_BENCH_SPANS` sets the store size (default 1M).
+//! flush), trace lookup on a store of several sealed segments (warm), a
+//! time-range scan, trace searches (one service in a 1-minute window, alone
+//! and with an attribute condition) and catalog calls.
+//! `SPANLOG_BENCH_SPANS` sets the store size (default 1M).
 //!
 //! Run: `cargo bench --bench engine`.
 
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use spanlog::gen::generate;
-use spanlog::{Options, Span, Store, TraceId};
+use spanlog::{AttrFilter, Options, Span, Store, TraceId, TraceQuery};
 
 fn spans_n() -> usize {
     std::env::var("SPANLOG_BENCH_SPANS")
@@ -91,6 +93,74 @@ fn reads(c: &mut Criterion) {
                 .unwrap()
                 .try_fold(0usize, |n, s| s.map(|_| n + 1))
                 .unwrap()
+        })
+    });
+    g.finish();
+    searches(c, &store, &spans);
+}
+
+/// Width of a search window.
+const MINUTE: u64 = 60_000_000_000;
+/// Distinct searches of each kind; each iteration runs the next one.
+const SEARCHES: usize = 300;
+
+/// One service's traces in a 1-minute window, limit 20: services in turn,
+/// window ends spread evenly over the data so each window lies within it.
+fn window_queries(store: &Store, spans: &[Span]) -> Vec<TraceQuery> {
+    let services = store.services().unwrap();
+    let min = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap();
+    let max = spans.iter().map(|s| s.start_time_unix_nano).max().unwrap();
+    let first = min + MINUTE;
+    let last = (max + 1).max(first);
+    (0..SEARCHES)
+        .map(|i| {
+            let end = first + ((last - first) as u128 * i as u128 / (SEARCHES - 1) as u128) as u64;
+            TraceQuery {
+                start: Some(end - MINUTE..end),
+                limit: 20,
+                ..TraceQuery::service(services[i % services.len()].clone())
+            }
+        })
+        .collect()
+}
+
+fn with_attr(queries: &[TraceQuery], key: &str, value: &str) -> Vec<TraceQuery> {
+    queries
+        .iter()
+        .map(|q| TraceQuery {
+            attributes: vec![AttrFilter::Equals(key.into(), value.into())],
+            ..q.clone()
+        })
+        .collect()
+}
+
+fn searches(c: &mut Criterion, store: &Store, spans: &[Span]) {
+    let plain = window_queries(store, spans);
+    let common = with_attr(&plain, "http.request.method", "GET");
+    let selective = with_attr(&plain, "http.response.status_code", "500");
+    let mut g = c.benchmark_group("find_traces");
+    for (name, queries) in [
+        ("service_1min", &plain),
+        ("service_1min_attr", &common),
+        ("service_1min_attr_selective", &selective),
+    ] {
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                store.find_traces(&queries[i]).unwrap()
+            })
+        });
+    }
+    g.finish();
+    let services = store.services().unwrap();
+    let mut g = c.benchmark_group("catalog");
+    g.bench_function("services", |b| b.iter(|| store.services().unwrap()));
+    let mut i = 0usize;
+    g.bench_function("operations", |b| {
+        b.iter(|| {
+            i = (i + 1) % services.len();
+            store.operations(&services[i], None).unwrap()
         })
     });
     g.finish();

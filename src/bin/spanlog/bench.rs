@@ -1,5 +1,7 @@
-//! `spanlog bench`: single-threaded ingest, lookup and scan figures on a
-//! fresh store.
+//! `spanlog bench`: single-threaded ingest, lookup, scan and query figures
+//! on a fresh store.
+
+mod queries;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,11 @@ const WINDOW_NANOS: u64 = 60_000_000_000;
 /// clock starts, so only the store is timed: appends of 1,000-span batches
 /// plus one final flush, a segment per 16 MiB of uncompressed spans.
 /// Lookups run after a read-only reopen, twice over the same random trace
-/// ids; the second, warm pass is reported. Sizes are compared with the same
-/// spans encoded as OTLP protobuf.
+/// ids; the second, warm pass is reported. Searches (`find_traces` for one
+/// service in a 1-minute window, alone and with an attribute condition)
+/// and catalog calls (`services`, `operations`) follow on the same store,
+/// also warm. Sizes are compared with the same spans encoded as OTLP
+/// protobuf.
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of spans to ingest
@@ -33,6 +38,9 @@ pub struct Args {
     /// Number of random lookups of existing traces (per pass)
     #[arg(long, default_value_t = 10_000)]
     lookups: usize,
+    /// Number of find_traces queries of each kind (per pass)
+    #[arg(long, default_value_t = 300)]
+    queries: usize,
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
@@ -60,6 +68,7 @@ struct Results {
     absent: Option<Latencies>,
     scan_all: (u64, u64),
     scan_windows: (u64, u64, usize),
+    queries: Option<queries::Figures>,
     rss_generated: Option<f64>,
     rss_ingest: Option<f64>,
     rss_end: Option<f64>,
@@ -95,6 +104,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
     note(args, "scanning");
     r.scan_all = scan_count(&store, 0..u64::MAX)?;
     r.scan_windows = scan_windows(&store)?;
+    if args.queries > 0 {
+        note(args, "searching");
+        r.queries = Some(queries::measure(&store, args.queries)?);
+    }
     r.rss_end = workload::peak_rss_mib();
     drop(store);
     if args.json {
@@ -269,7 +282,7 @@ fn to_json(r: &Results) -> Value {
     let max = |l: &Option<Latencies>| l.as_ref().map(|l| micros(l.max()));
     let per_span = |b: u64| round(b as f64 / r.spans.max(1) as f64, 2);
     let rss = |v: Option<f64>| v.map(|v| round(v, 1));
-    json!({
+    let mut doc = json!({
         "spans": r.spans,
         "traces": r.traces,
         "segments": r.segments,
@@ -297,7 +310,11 @@ fn to_json(r: &Results) -> Value {
         "peak_rss_after_generate_mib": rss(r.rss_generated),
         "peak_rss_after_ingest_mib": rss(r.rss_ingest),
         "peak_rss_mib": rss(r.rss_end),
-    })
+    });
+    if let (Some(q), Some(obj)) = (&r.queries, doc.as_object_mut()) {
+        queries::add_json(obj, q);
+    }
+    doc
 }
 
 /// One row of the table: a label and a value.
@@ -324,6 +341,9 @@ fn print_table(out: &mut dyn Write, r: &Results, dir: &BenchDir) -> CliResult {
     print_storage(out, r)?;
     print_lookups(out, r)?;
     print_scans(out, r)?;
+    if let Some(q) = &r.queries {
+        queries::print(out, q)?;
+    }
     print_memory(out, r)
 }
 
@@ -358,16 +378,17 @@ fn print_storage(out: &mut dyn Write, r: &Results) -> CliResult {
 }
 
 fn percentiles(l: &Option<Latencies>) -> String {
-    match l {
-        Some(l) => format!(
-            "p50 {}  p90 {}  p99 {}  max {}",
-            duration(l.percentile(50.0)),
-            duration(l.percentile(90.0)),
-            duration(l.percentile(99.0)),
-            duration(l.max())
-        ),
-        None => "-".into(),
-    }
+    l.as_ref().map_or("-".into(), percentiles_of)
+}
+
+fn percentiles_of(l: &Latencies) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  max {}",
+        duration(l.percentile(50.0)),
+        duration(l.percentile(90.0)),
+        duration(l.percentile(99.0)),
+        duration(l.max())
+    )
 }
 
 fn print_lookups(out: &mut dyn Write, r: &Results) -> CliResult {
