@@ -925,6 +925,27 @@ impl<'a> BlockView<'a> {
         Ok(out)
     }
 
+    /// True when some row in `range` satisfies `f`. Rows are decoded one
+    /// at a time: first the fields of [`RowHead`]; attributes, events and
+    /// links only for rows that `pre` accepts. Decoding stops at the first
+    /// row that satisfies `f`.
+    pub fn any_row(
+        &self,
+        range: Range<usize>,
+        pre: impl Fn(&RowHead) -> bool,
+        f: impl Fn(&Span) -> bool,
+    ) -> DecodeResult<bool> {
+        let mut rows = Rows::new(self);
+        for i in 0..range.end.min(self.span_count) {
+            if i < range.start {
+                rows.skip()?;
+            } else if rows.next_if(&pre)?.is_some_and(|s| f(&s)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Decodes every row.
     pub fn all(&self) -> DecodeResult<Vec<Span>> {
         self.rows(0..self.span_count)
@@ -968,6 +989,17 @@ impl<'a> ColCursor<'a> {
         } else {
             self.rebase(self.c.err("unexpected bytes at the end of a column"))
         }
+    }
+
+    fn str_ref(&mut self, dict: &[&'a str]) -> DecodeResult<&'a str> {
+        let r = self.c.varint().and_then(|i| match dict.get(i as usize) {
+            Some(s) => Ok(*s),
+            None => self.c.err(format!(
+                "string index {i} outside a dictionary of {}",
+                dict.len()
+            )),
+        });
+        self.rebase(r)
     }
 
     fn string(&mut self, dict: &[&str]) -> DecodeResult<String> {
@@ -1069,6 +1101,17 @@ fn skip_value(c: &mut Cursor<'_>, depth: usize) -> DecodeResult<()> {
 }
 
 /// Sequential row decoder: one cursor per per-row column.
+/// The fields of a row that are decoded without allocating, for checks
+/// that decide whether the rest is worth decoding.
+pub struct RowHead<'a> {
+    pub name: &'a str,
+    pub start: u64,
+    pub end: u64,
+    pub kind: SpanKind,
+    pub status: StatusCode,
+    pub resource: Arc<Resource>,
+}
+
 struct Rows<'v, 'a> {
     view: &'v BlockView<'a>,
     row: usize,
@@ -1138,6 +1181,11 @@ impl<'v, 'a> Rows<'v, 'a> {
         for _ in 0..6 {
             m.varint()?;
         }
+        self.skip_tail()
+    }
+
+    /// Moves past a row's attributes, events and links.
+    fn skip_tail(&mut self) -> DecodeResult<()> {
         skip_attrs(&mut self.attrs, 0)?;
         for _ in 0..self.events.count(4)? {
             self.events.varint()?;
@@ -1153,6 +1201,69 @@ impl<'v, 'a> Rows<'v, 'a> {
             self.links.varint()?;
         }
         Ok(())
+    }
+
+    /// Decodes the next row's head; the whole span when `pre` accepts it,
+    /// else skips the rest of the row.
+    fn next_if(&mut self, pre: &dyn Fn(&RowHead) -> bool) -> DecodeResult<Option<Span>> {
+        let dict = &self.view.strings;
+        let trace_id = self.advance_run();
+        let span_id = SpanId(self.span_ids.array::<8>()?);
+        let parent_span_id = self.read_parent()?;
+        let name = self.name.str_ref(dict)?;
+        let delta = unzigzag(self.start.varint()?) as u64;
+        let start = self.prev_start.wrapping_add(delta);
+        self.prev_start = start;
+        let end = start.wrapping_add(self.duration.varint()?);
+        let m = &mut self.meta;
+        let kind = m.u8()?;
+        let flags = m.varint_u32()?;
+        let trace_state = m.str_ref(dict)?;
+        let code = m.u8()?;
+        let message = m.str_ref(dict)?;
+        let dropped = [m.varint_u32()?, m.varint_u32()?, m.varint_u32()?];
+        let (r, sc) = (m.varint()? as usize, m.varint()? as usize);
+        let (Some(kind), Some(status)) = (SpanKind::from_u8(kind), StatusCode::from_u8(code))
+        else {
+            return m.rebase(m.err(format!("unknown span kind {kind} or status code {code}")));
+        };
+        let head = RowHead {
+            name,
+            start,
+            end,
+            kind,
+            status,
+            resource: self.view.resource(r)?,
+        };
+        if !pre(&head) {
+            self.skip_tail()?;
+            return Ok(None);
+        }
+        let mut span = Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state: trace_state.to_string(),
+            flags,
+            name: name.to_string(),
+            kind,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            dropped_attributes_count: dropped[0],
+            dropped_events_count: dropped[1],
+            dropped_links_count: dropped[2],
+            status: Status {
+                code: status,
+                message: message.to_string(),
+            },
+            resource: head.resource,
+            scope: self.view.scope(sc)?,
+            ..Span::default()
+        };
+        span.attributes = self.attrs.attrs(dict, 0)?;
+        span.events = self.read_events(start)?;
+        span.links = self.read_links()?;
+        Ok(Some(span))
     }
 
     fn next_span(&mut self) -> DecodeResult<Span> {

@@ -214,6 +214,22 @@ impl TraceQuery {
         !self.errors_only || s.status.code == StatusCode::Error
     }
 
+    /// True when a span with this head may match: every condition but
+    /// the attributes holds.
+    pub fn head_matches(&self, h: &crate::block::RowHead) -> bool {
+        self.service
+            .as_deref()
+            .is_none_or(|want| h.resource.service_name() == Some(want))
+            && self.operation.as_deref().is_none_or(|want| h.name == want)
+            && self.kind.is_none_or(|k| h.kind == k)
+            && self.in_window(h.start)
+            && {
+                let d = h.end.saturating_sub(h.start);
+                self.duration_min.is_none_or(|m| d >= m) && self.duration_max.is_none_or(|m| d <= m)
+            }
+            && (!self.errors_only || h.status == StatusCode::Error)
+    }
+
     /// True when the span meets every condition except the attributes.
     pub fn span_matches_fields(&self, s: &Span) -> bool {
         self.service_ok(s)

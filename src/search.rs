@@ -361,11 +361,7 @@ impl<'a> Search<'a> {
             if !block_may_drive(q, seg, i, &b) {
                 continue;
             }
-            if src
-                .trace_spans(&b, trace)?
-                .iter()
-                .any(|s| span_matches(q, s))
-            {
+            if src.trace_any(&b, trace, |h| q.head_matches(h), |s| span_matches(q, s))? {
                 return Ok(true);
             }
         }

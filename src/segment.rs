@@ -16,7 +16,9 @@ use std::sync::Arc;
 use byteorder::{ByteOrder, LittleEndian as LE};
 use memmap2::Mmap;
 
-use crate::block::{self, BlockHeader, BlockSummary, BlockView, EncodedBlock, BLOCK_HEADER_LEN};
+use crate::block::{
+    self, BlockHeader, BlockSummary, BlockView, EncodedBlock, RowHead, BLOCK_HEADER_LEN,
+};
 use crate::codec::{put_u32, put_u64, DecodeError};
 use crate::dict::BlockDict;
 use crate::digest::{self, Digest, DigestBuilder, Row, Services, DIGEST_LEN, ROW_LEN};
@@ -314,6 +316,23 @@ impl BlockSource {
             let view = self.view(meta, raw, header)?;
             let rows = view.rows_of(trace);
             view.rows(rows).map_err(|e| self.body_err(meta, e))
+        })
+    }
+
+    /// True when some span of `trace` in the block satisfies `f`; spans
+    /// whose head `pre` refuses are not decoded further.
+    pub fn trace_any(
+        &self,
+        meta: &BlockMeta,
+        trace: &TraceId,
+        pre: impl Fn(&RowHead) -> bool,
+        f: impl Fn(&Span) -> bool,
+    ) -> Result<bool> {
+        self.with_raw(meta, |header, raw| {
+            let view = self.view(meta, raw, header)?;
+            let rows = view.rows_of(trace);
+            view.any_row(rows, pre, f)
+                .map_err(|e| self.body_err(meta, e))
         })
     }
 
