@@ -129,43 +129,58 @@ pub fn demoted(key: u64) -> u64 {
     mix64(key ^ 0x5bd1_e995_5bd1_e995)
 }
 
-/// The filters of a segment: one per block, then the segment's own.
-pub fn segment_filters(blocks: &[Vec<Item>]) -> Vec<Vec<u8>> {
-    let mut values: crate::hash::FastMap<u64, FastSet<u64>> = Default::default();
-    for (k, p) in blocks.iter().flatten() {
-        let set = values.entry(*k).or_default();
-        if let Some(p) = p {
-            if set.len() <= MAX_DISTINCT_VALUES {
-                set.insert(*p);
+/// Builds a segment's BLOCK_ATTRS section block by block, so that only
+/// the filters and a few values per key are held, whatever the size of
+/// the segment. A key is demoted once its pairs take more than
+/// [`MAX_DISTINCT_VALUES`] values in the blocks seen so far (this one
+/// included); blocks written earlier keep its pairs, which is harmless: a
+/// search for a demoted key probes blocks by key.
+#[derive(Default, Debug, Clone)]
+pub struct FilterBuilder {
+    values: crate::hash::FastMap<u64, FastSet<u64>>,
+    section: Vec<u8>,
+    all: FastSet<u64>,
+}
+
+impl FilterBuilder {
+    /// Appends the filter of the next block.
+    pub fn add_block(&mut self, items: &[Item]) {
+        for (k, p) in items {
+            let set = self.values.entry(*k).or_default();
+            if let Some(p) = p {
+                if set.len() <= MAX_DISTINCT_VALUES {
+                    set.insert(*p);
+                }
             }
         }
-    }
-    let keep = |k: &u64| {
-        values
-            .get(k)
-            .is_some_and(|s| s.len() <= MAX_DISTINCT_VALUES)
-    };
-    let flatten = |items: &mut dyn Iterator<Item = &Item>| -> Vec<u64> {
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(items.len() * 2);
         for (k, p) in items {
             v.push(*k);
             match p {
-                Some(p) if keep(k) => v.push(*p),
+                Some(p) if self.values[k].len() <= MAX_DISTINCT_VALUES => v.push(*p),
                 _ => {}
             }
         }
         v.sort_unstable();
         v.dedup();
-        v
-    };
-    let mut out: Vec<Vec<u8>> = blocks
-        .iter()
-        .map(|b| build(&flatten(&mut b.iter())))
-        .collect();
-    let mut all = flatten(&mut blocks.iter().flatten());
-    all.extend(values.keys().filter(|k| !keep(k)).map(|k| demoted(*k)));
-    out.push(build(&all));
-    out
+        self.all.extend(v.iter().copied());
+        put_filter(&mut self.section, &build(&v));
+    }
+
+    /// The section: the blocks' filters, then the segment's, which holds
+    /// every item of the blocks' filters and a marker per demoted key.
+    pub fn finish(mut self) -> Vec<u8> {
+        let mut all: Vec<u64> = self.all.into_iter().collect();
+        let demoted_keys = self
+            .values
+            .iter()
+            .filter(|(_, s)| s.len() > MAX_DISTINCT_VALUES)
+            .map(|(k, _)| demoted(*k));
+        all.extend(demoted_keys);
+        all.sort_unstable();
+        put_filter(&mut self.section, &build(&all));
+        self.section
+    }
 }
 
 /// Builds a filter over item hashes.
@@ -198,6 +213,16 @@ fn may_hold(filter: &[u8], h: u64) -> bool {
         let b = h1.wrapping_add(i.wrapping_mul(h2)) % m;
         bits[(b / 8) as usize] & (1 << (b % 8)) != 0
     })
+}
+
+/// True when a block's filter and its segment's hold `item` as a search
+/// needs them to: the key always, the pair unless the key is demoted.
+pub fn filters_hold(block: &[u8], segment: &[u8], (key, pair): Item) -> bool {
+    let pair_ok = match pair {
+        Some(p) if !may_hold(segment, demoted(key)) => may_hold(block, p) && may_hold(segment, p),
+        _ => true,
+    };
+    may_hold(block, key) && may_hold(segment, key) && pair_ok
 }
 
 /// A condition prepared for probing filters: its key and (for equality
@@ -294,8 +319,14 @@ mod tests {
             ],
             ..Resource::default()
         });
-        let fs = segment_filters(&[items(&[&s])]);
-        let (f, seg) = (&fs[0], &fs[1]);
+        let mut fb = FilterBuilder::default();
+        fb.add_block(&items(&[&s]));
+        let section = fb.finish();
+        let fs = decode_section(&section, 1).unwrap();
+        let (f, seg) = (
+            &section[fs[0].0..][..fs[0].1],
+            &section[fs[1].0..][..fs[1].1],
+        );
         let may_match = |f: &[u8], p: Probe| p.for_segment(seg).is_some_and(|p| p.may_match(f));
         let yes = |c: AttrFilter| assert!(may_match(f, probe("api", &c)), "{c:?}");
         yes(AttrFilter::Equals("http.status".into(), "500".into()));

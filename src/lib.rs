@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod block;
 pub mod codec;
+pub mod compaction;
 pub mod dict;
 pub mod digest;
 pub mod error;
@@ -33,4 +34,4 @@ pub use span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId,
 };
-pub use store::{Scan, SegmentInfo, Store, StoreStats};
+pub use store::{MaintenanceReport, MaintenanceStatus, Scan, SegmentInfo, Store, StoreStats};

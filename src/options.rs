@@ -47,6 +47,23 @@ pub struct Options {
     /// were never acknowledged and reached the disk out of order. With
     /// `true` the open fails with a corruption error and changes nothing.
     pub strict_recovery: bool,
+    /// Segments merge only with segments whose earliest span starts in the
+    /// same window of this length, so retention can drop whole windows.
+    pub compaction_window: Duration,
+    /// Segments of similar size in one window are merged once there are
+    /// this many (at least 2).
+    pub compaction_fan_in: usize,
+    /// Most bytes per second a merge writes; `None` for no limit.
+    pub compaction_rate_bytes_per_sec: Option<u64>,
+    /// Retention: segments whose latest span end is older than this are
+    /// deleted.
+    pub retention_max_age: Option<Duration>,
+    /// Retention: while the sealed segments take more than this many bytes,
+    /// the oldest windows are deleted.
+    pub retention_max_bytes: Option<u64>,
+    /// Runs retention and compaction on a background thread at this
+    /// interval (writers only); `None` runs them only when asked.
+    pub maintenance_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -63,6 +80,12 @@ impl Default for Options {
             max_attributes: 10_000,
             max_value_depth: 32,
             strict_recovery: false,
+            compaction_window: Duration::from_secs(3600),
+            compaction_fan_in: 4,
+            compaction_rate_bytes_per_sec: None,
+            retention_max_age: None,
+            retention_max_bytes: None,
+            maintenance_interval: None,
         }
     }
 }

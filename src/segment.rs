@@ -32,7 +32,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SPLGSEGM";
 /// Last eight bytes of every sealed segment file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"SPLGSEAL";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 // File header fields.
 const H_MAGIC: usize = 0;
@@ -83,9 +83,12 @@ pub mod section {
     pub const TRACE_SERVICES: u32 = 11;
     /// Per-block attribute filters (version 3 on); see `attrs`.
     pub const BLOCK_ATTRS: u32 = 12;
+    /// Ids of the segments a merged segment replaces (version 4 on).
+    pub const SUPERSEDES: u32 = 13;
     /// Every section a segment must have, in file order: the first six in
-    /// version 1, seven in version 2, all twelve from version 3 on.
-    pub const ALL: [u32; 12] = [
+    /// version 1, seven in version 2, twelve in version 3, all thirteen
+    /// from version 4 on.
+    pub const ALL: [u32; 13] = [
         BLOCKS,
         TRACE_ENTRIES,
         TRACE_POSTINGS,
@@ -98,6 +101,7 @@ pub mod section {
         SERVICE_ROWS,
         TRACE_SERVICES,
         BLOCK_ATTRS,
+        SUPERSEDES,
     ];
 
     /// The sections of a file of format `version`.
@@ -105,6 +109,7 @@ pub mod section {
         match version {
             1 => &ALL[..6],
             2 => &ALL[..7],
+            3 => &ALL[..12],
             _ => &ALL,
         }
     }
@@ -424,8 +429,10 @@ pub struct ActiveSegment {
     pub traces: TraceIndexBuilder,
     pub catalog: CatalogBuilder,
     pub digests: DigestBuilder,
-    /// The attribute items of each block, filtered when sealed.
-    pub attr_items: Vec<Vec<crate::attrs::Item>>,
+    /// The attribute filters of the blocks so far.
+    pub attr_filters: crate::attrs::FilterBuilder,
+    /// Segments this one replaces once sealed (a merge's inputs).
+    pub supersedes: Vec<u64>,
     pub span_count: u64,
     /// The zstd dictionary its blocks were compressed with, written to the
     /// footer when sealed.
@@ -482,7 +489,8 @@ impl ActiveSegment {
             traces: TraceIndexBuilder::default(),
             catalog: CatalogBuilder::default(),
             digests: DigestBuilder::default(),
-            attr_items: Vec::new(),
+            attr_filters: Default::default(),
+            supersedes: Vec::new(),
             span_count: 0,
             dict: None,
         }
@@ -527,7 +535,7 @@ impl ActiveSegment {
         for p in &summary.traces {
             self.digests.add(p);
         }
-        self.attr_items.push(summary.attr_items.clone());
+        self.attr_filters.add_block(&summary.attr_items);
         self.span_count += u64::from(h.span_count);
         self.len = offset + h.stored_len();
     }
@@ -599,10 +607,12 @@ impl ActiveSegment {
             .encode(|svc, name, kind| catalog.op_id(svc, name, kind));
         let (cat, block_ops) = self.catalog.encode();
         let dict = self.dict.clone().unwrap_or_default();
-        let mut attrs = Vec::new();
-        for f in crate::attrs::segment_filters(&std::mem::take(&mut self.attr_items)) {
-            crate::attrs::put_filter(&mut attrs, &f);
+        let mut supersedes = Vec::new();
+        crate::codec::put_varint(&mut supersedes, self.supersedes.len() as u64);
+        for id in &self.supersedes {
+            crate::codec::put_varint(&mut supersedes, *id);
         }
+        let attrs = std::mem::take(&mut self.attr_filters).finish();
         let sections = [
             blocks,
             entries,
@@ -616,6 +626,7 @@ impl ActiveSegment {
             rows,
             trace_services,
             attrs,
+            supersedes,
         ];
         let footer_start = self.len;
         let mut out = Vec::new();
@@ -849,6 +860,8 @@ pub struct SealedSegment {
     /// Where each block's attribute filter lies in the file; empty before
     /// format version 3.
     attr_filters: Vec<(usize, usize)>,
+    /// Segments this one replaces (version 4 on): they must not be read.
+    pub supersedes: Vec<u64>,
     map: Mmap,
     sections: Vec<(usize, usize)>,
     dict: Option<BlockDict>,
@@ -889,6 +902,7 @@ impl SealedSegment {
             catalog: Catalog::default(),
             services: None,
             attr_filters: Vec::new(),
+            supersedes: Vec::new(),
             map,
             sections,
             dict: None,
@@ -1008,6 +1022,9 @@ impl SealedSegment {
                 .map_err(|e| Error::corrupt(&self.path, (at + e.offset) as u64, e.detail))?;
             self.attr_filters = filters.into_iter().map(|(o, l)| (at + o, l)).collect();
         }
+        if self.sections.len() > 12 {
+            self.supersedes = self.decode_supersedes()?;
+        }
         Ok(())
     }
 
@@ -1029,6 +1046,40 @@ impl SealedSegment {
         Services::decode(self.section(8), rows / ROW_LEN).map_err(|e| {
             Error::corrupt(&self.path, (self.sections[8].0 + e.offset) as u64, e.detail)
         })
+    }
+
+    fn decode_supersedes(&self) -> Result<Vec<u64>> {
+        let mut c = crate::codec::Cursor::new(self.section(12));
+        let r = (|| {
+            let n = c.count(1)?;
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = c.varint()?;
+                if id >= self.id || ids.last().is_some_and(|l| *l >= id) {
+                    return c.err(format!(
+                        "superseded id {id} not ascending below {}",
+                        self.id
+                    ));
+                }
+                ids.push(id);
+            }
+            if !c.is_empty() {
+                return c.err("bytes after the superseded ids");
+            }
+            Ok(ids)
+        })();
+        r.map_err(|e| {
+            Error::corrupt(
+                &self.path,
+                (self.sections[12].0 + e.offset) as u64,
+                e.detail,
+            )
+        })
+    }
+
+    /// The zstd dictionary of the segment's codec-2 blocks, if any.
+    pub fn dict_bytes(&self) -> Option<&[u8]> {
+        self.dict.as_ref().map(|d| d.bytes())
     }
 
     /// The attribute filter of block `i`, or of the whole segment for `i`

@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
 use crate::block;
+use crate::compaction::{self, MergeOptions, Policy, SegmentStat};
 use crate::error::{Error, Result};
 use crate::fs::{now_unix_nanos, sync_dir};
 use crate::index::Operation;
@@ -85,6 +86,36 @@ struct Inner {
     sync: Mutex<SyncState>,
     synced: Condvar,
     sealer: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises compaction and retention, and records how they fare.
+    maintenance: Mutex<MaintenanceStatus>,
+    /// Stops the maintenance thread; signalled through `maintenance_wake`.
+    maintenance_stop: Mutex<bool>,
+    maintenance_wake: Condvar,
+    maintainer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What compaction and retention have done since open, and the last error
+/// of background maintenance (cleared by the next run that succeeds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceStatus {
+    pub runs: u64,
+    pub segments_merged: u64,
+    pub segments_dropped: u64,
+    pub duplicates_dropped: u64,
+    pub bytes_reclaimed: u64,
+    pub last_error: Option<String>,
+}
+
+/// What one compaction or retention call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Each merge: the segments merged and the segment written.
+    pub merged: Vec<(Vec<u64>, u64)>,
+    /// Segments deleted by retention.
+    pub dropped: Vec<u64>,
+    pub duplicates_dropped: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -197,6 +228,10 @@ impl Store {
             }),
             synced: Condvar::new(),
             sealer: Mutex::new(None),
+            maintenance: Mutex::new(MaintenanceStatus::default()),
+            maintenance_stop: Mutex::new(false),
+            maintenance_wake: Condvar::new(),
+            maintainer: Mutex::new(None),
         });
         if let Some(layout) = layout {
             let worker = inner.clone();
@@ -205,6 +240,14 @@ impl Store {
                 .spawn(move || worker.run_sealer(layout))
                 .map_err(|e| Error::io(&inner.dir, "start sealer thread", e))?;
             *inner.sealer.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+            if let Some(every) = inner.opts.maintenance_interval {
+                let worker = inner.clone();
+                let handle = std::thread::Builder::new()
+                    .name("spanlog-maintenance".into())
+                    .spawn(move || worker.run_maintainer(every))
+                    .map_err(|e| Error::io(&inner.dir, "start maintenance thread", e))?;
+                *inner.maintainer.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+            }
         }
         Ok(Store {
             _closer: Arc::new(Closer(inner.clone())),
@@ -466,6 +509,38 @@ impl Store {
         let w = self.inner.writable()?;
         let w = self.inner.freeze(w, true, true)?;
         self.inner.wait_sealed(w).map(drop)
+    }
+
+    /// Full compaction: every time window's sealed segments are merged into
+    /// one segment sorted by trace, with exact duplicate spans written once
+    /// (spans that only share a span id are all kept). Retention runs first.
+    /// Readers are never blocked; a reader that started before keeps
+    /// reading the old segments, which are deleted from the directory at
+    /// once and from the disk when the last reader lets go.
+    pub fn compact(&self) -> Result<MaintenanceReport> {
+        self.inner.maintain(true, true)
+    }
+
+    /// Deletes the segments that `retention_max_age` and
+    /// `retention_max_bytes` no longer keep; the space is given back to
+    /// the filesystem once no reader still maps them.
+    pub fn apply_retention(&self) -> Result<MaintenanceReport> {
+        self.inner.maintain(false, false)
+    }
+
+    /// One round of what the maintenance thread does: retention, then the
+    /// merges the compaction policy asks for.
+    pub fn maintain(&self) -> Result<MaintenanceReport> {
+        self.inner.maintain(false, true)
+    }
+
+    /// What maintenance did since open, and its last error.
+    pub fn maintenance_status(&self) -> MaintenanceStatus {
+        self.inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Flushes, writes the table out as a sealed segment, stops the sealer
@@ -794,9 +869,163 @@ impl Inner {
         }
     }
 
+    /// Retention and compaction under the maintenance lock; `full` merges
+    /// every window into one segment, `merge` false only drops.
+    fn maintain(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
+        let mut status = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        drop(self.writable()?);
+        let r = self.maintain_locked(full, merge);
+        status.runs += 1;
+        match &r {
+            Ok(rep) => {
+                status.segments_merged += rep.merged.iter().map(|m| m.0.len() as u64).sum::<u64>();
+                status.segments_dropped += rep.dropped.len() as u64;
+                status.duplicates_dropped += rep.duplicates_dropped;
+                status.bytes_reclaimed += rep.bytes_before.saturating_sub(rep.bytes_after);
+                status.last_error = None;
+            }
+            Err(e) => status.last_error = Some(e.to_string()),
+        }
+        r
+    }
+
+    fn maintain_locked(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
+        let sealed = self.sealed_snapshot();
+        let stats: Vec<SegmentStat> = sealed.iter().map(|s| SegmentStat::of(s)).collect();
+        let policy = Policy {
+            window_nanos: self.opts.compaction_window.as_nanos().max(1) as u64,
+            fan_in: self.opts.compaction_fan_in,
+            max_age_nanos: self.opts.retention_max_age.map(|a| a.as_nanos() as u64),
+            max_total_bytes: self.opts.retention_max_bytes,
+        };
+        let mut plan = compaction::plan(&stats, &policy, now_unix_nanos(), full);
+        if !merge {
+            plan.merges.clear();
+        }
+        let mut report = MaintenanceReport {
+            bytes_before: stats.iter().map(|s| s.bytes).sum(),
+            ..MaintenanceReport::default()
+        };
+        if !plan.drops.is_empty() {
+            let gone = self.replace(&plan.drops, None);
+            self.delete_segments(&gone)?;
+            report.dropped = plan.drops.clone();
+        }
+        let opts = MergeOptions {
+            block_bytes: self.opts.block_target_bytes,
+            level: self.opts.compression_level,
+            rate_bytes_per_sec: self.opts.compaction_rate_bytes_per_sec,
+        };
+        for group in plan.merges {
+            let inputs: Vec<Arc<SealedSegment>> = sealed
+                .iter()
+                .filter(|s| group.contains(&s.id))
+                .cloned()
+                .collect();
+            let id = self.allocate_id()?;
+            let (out, st) = compaction::merge(&self.dir, id, &inputs, &opts)?;
+            log::info!(
+                "spanlog: merged segments {group:?} into {id}: {} spans, {} duplicates dropped, {} -> {} bytes",
+                st.spans_out,
+                st.duplicates,
+                st.bytes_in,
+                st.bytes_out
+            );
+            let gone = self.replace(&group, Some(out));
+            // The merged segment supersedes its inputs: should deleting them
+            // fail, the next open deletes them instead.
+            if let Err(e) = self.delete_segments(&gone) {
+                log::warn!("spanlog: {e}");
+            }
+            report.duplicates_dropped += st.duplicates;
+            report.merged.push((group, id));
+        }
+        report.bytes_after = self.sealed_snapshot().iter().map(|s| s.file_len()).sum();
+        Ok(report)
+    }
+
+    /// A new segment id, above every id in use.
+    fn allocate_id(&self) -> Result<u64> {
+        let mut w = self.writable()?;
+        let id = w.next_id;
+        w.next_id = id
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidInput("segment ids exhausted".into()))?;
+        Ok(id)
+    }
+
+    /// Takes the segments `ids` out of the published list, adding `add`;
+    /// returns the segments taken out.
+    fn replace(&self, ids: &[u64], add: Option<Arc<SealedSegment>>) -> Vec<Arc<SealedSegment>> {
+        let mut list = self.sealed.write().unwrap_or_else(|e| e.into_inner());
+        let mut cat = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        let (gone, mut keep): (Vec<_>, Vec<_>) =
+            list.iter().cloned().partition(|s| ids.contains(&s.id));
+        keep.extend(add);
+        keep.sort_by_key(|s| s.id);
+        *cat = Arc::new(OpsCatalog::of_segments(&keep));
+        *list = Arc::new(keep);
+        gone
+    }
+
+    /// Unlinks segment files. Readers that still map one keep reading it;
+    /// its space is freed when the last map goes.
+    fn delete_segments(&self, segs: &[Arc<SealedSegment>]) -> Result<()> {
+        for s in segs {
+            std::fs::remove_file(&s.path).map_err(|e| Error::io(&s.path, "delete segment", e))?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// The maintenance thread: a round every `every` until stopped.
+    fn run_maintainer(&self, every: std::time::Duration) {
+        let mut stop = self
+            .maintenance_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        loop {
+            let (s, _) = self
+                .maintenance_wake
+                .wait_timeout(stop, every)
+                .unwrap_or_else(|e| e.into_inner());
+            stop = s;
+            if *stop {
+                return;
+            }
+            drop(stop);
+            if let Err(e) = self.maintain(false, true) {
+                log::error!(
+                    "spanlog: background maintenance of {} failed: {e}",
+                    self.dir.display()
+                );
+            }
+            stop = self
+                .maintenance_stop
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn stop_maintainer(&self) {
+        *self
+            .maintenance_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        self.maintenance_wake.notify_all();
+        if let Some(h) = self
+            .maintainer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+
     /// Seals the table, waits for the sealer, stops it and releases the
     /// lock. Idempotent.
     fn close(&self) -> Result<()> {
+        self.stop_maintainer();
         let w = self.lock();
         if w.mode == Mode::Closed {
             return Ok(());
@@ -981,6 +1210,9 @@ fn open_writer(
         }
     }
     sealed.sort_by_key(|s| s.id);
+    for gone in drop_superseded(&mut sealed) {
+        remove_leftover(dir, &gone.path, "a segment superseded by a merged one")?;
+    }
     let last = files.iter().map(|f| f.0).max().unwrap_or(0);
     w.next_id = last
         .checked_add(1)
@@ -1060,7 +1292,21 @@ fn try_open_read_only(dir: &Path) -> Result<Opened> {
             _ => {}
         }
     }
+    drop_superseded(&mut sealed);
     Ok((w, sealed))
+}
+
+/// Takes out of `sealed` the segments that a merged segment replaces (a
+/// crash after the merge was sealed and before its inputs were deleted
+/// leaves both) and returns them.
+fn drop_superseded(sealed: &mut Vec<Arc<SealedSegment>>) -> Vec<Arc<SealedSegment>> {
+    let superseded: BTreeSet<u64> = sealed
+        .iter()
+        .flat_map(|s| s.supersedes.iter().copied())
+        .collect();
+    let (gone, keep): (Vec<_>, Vec<_>) = sealed.drain(..).partition(|s| superseded.contains(&s.id));
+    *sealed = keep;
+    gone
 }
 
 /// Checks a span before it is accepted.

@@ -1,0 +1,417 @@
+//! Compaction and retention: which sealed segments to merge or drop (a
+//! pure function of the segment list, [`plan`]), and the merge itself
+//! ([`merge`]), a k-way merge of the inputs' span streams into one segment
+//! sorted by trace, with exact duplicate spans written once.
+//!
+//! A merged segment names the segments it replaces in its SUPERSEDES
+//! section. It becomes visible by an atomic rename; the inputs are deleted
+//! after that. A crash in between leaves both on disk, and an open treats
+//! the superseded inputs as gone (a writer deletes them), so no span is
+//! ever counted twice or lost.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::block::{compress_block, encode_raw_block, INTERN_MAX_LEN};
+use crate::error::{Error, Result};
+use crate::segment::{ActiveSegment, BlockSource, SealedSegment};
+use crate::span::Span;
+
+/// What the policy needs to know of a sealed segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentStat {
+    pub id: u64,
+    pub bytes: u64,
+    pub min_start: u64,
+    pub max_end: u64,
+}
+
+impl SegmentStat {
+    pub fn of(seg: &SealedSegment) -> SegmentStat {
+        SegmentStat {
+            id: seg.id,
+            bytes: seg.file_len(),
+            min_start: seg.trailer.min_start,
+            max_end: seg.trailer.max_end,
+        }
+    }
+}
+
+/// How compaction and retention choose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Segments merge only with segments of the same window of this many
+    /// nanoseconds (by their earliest span start), so retention can drop
+    /// whole windows.
+    pub window_nanos: u64,
+    /// Segments of similar size in a window are merged once there are this
+    /// many; the segment count per window stays logarithmic in its size.
+    pub fan_in: usize,
+    /// Drop segments whose latest span end is older than `now - max_age`.
+    pub max_age_nanos: Option<u64>,
+    /// Drop the oldest windows while the segments exceed this many bytes.
+    pub max_total_bytes: Option<u64>,
+}
+
+/// What to do: merge groups (each into one segment) and segments to drop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub merges: Vec<Vec<u64>>,
+    pub drops: Vec<u64>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.merges.is_empty() && self.drops.is_empty()
+    }
+}
+
+/// The size tier of a segment: segments within a factor of `fan_in` of
+/// each other share a tier.
+fn tier(bytes: u64, fan_in: usize) -> u32 {
+    let f = fan_in.max(2) as u64;
+    let mut t = 0;
+    let mut b = bytes >> 20; // below 1 MiB is tier 0
+    while b > 0 {
+        b /= f;
+        t += 1;
+    }
+    t
+}
+
+/// Decides, from the segment list alone, what to drop (retention) and what
+/// to merge. `full` merges every window's segments into one.
+pub fn plan(segments: &[SegmentStat], policy: &Policy, now: u64, full: bool) -> Plan {
+    let mut out = Plan::default();
+    let window = |s: &SegmentStat| s.min_start / policy.window_nanos.max(1);
+    let mut keep: Vec<&SegmentStat> = segments.iter().collect();
+    if let Some(age) = policy.max_age_nanos {
+        let cutoff = now.saturating_sub(age);
+        keep.retain(|s| {
+            let old = s.max_end < cutoff;
+            if old {
+                out.drops.push(s.id);
+            }
+            !old
+        });
+    }
+    let mut windows: BTreeMap<u64, Vec<&SegmentStat>> = BTreeMap::new();
+    for s in keep {
+        windows.entry(window(s)).or_default().push(s);
+    }
+    if let Some(cap) = policy.max_total_bytes {
+        let mut total: u64 = windows.values().flatten().map(|s| s.bytes).sum();
+        while total > cap {
+            let Some((_, oldest)) = windows.pop_first() else {
+                break;
+            };
+            for s in oldest {
+                total -= s.bytes;
+                out.drops.push(s.id);
+            }
+        }
+    }
+    for segs in windows.values() {
+        if full {
+            if segs.len() > 1 {
+                out.merges.push(sorted_ids(segs));
+            }
+            continue;
+        }
+        let mut tiers: BTreeMap<u32, Vec<&SegmentStat>> = BTreeMap::new();
+        for s in segs {
+            tiers
+                .entry(tier(s.bytes, policy.fan_in))
+                .or_default()
+                .push(s);
+        }
+        for group in tiers.values() {
+            if group.len() >= policy.fan_in.max(2) {
+                out.merges.push(sorted_ids(group));
+            }
+        }
+    }
+    out.drops.sort_unstable();
+    out
+}
+
+fn sorted_ids(segs: &[&SegmentStat]) -> Vec<u64> {
+    let mut v: Vec<u64> = segs.iter().map(|s| s.id).collect();
+    v.sort_unstable();
+    v
+}
+
+/// The spans of one segment, block after block.
+struct Stream {
+    src: BlockSource,
+    seg: Arc<SealedSegment>,
+    next_block: usize,
+    buf: VecDeque<Span>,
+    last: Option<Key>,
+}
+
+type Key = ([u8; 16], u64, [u8; 8]);
+
+fn key(s: &Span) -> Key {
+    (s.trace_id.0, s.start_time_unix_nano, s.span_id.0)
+}
+
+impl Stream {
+    fn next(&mut self) -> Result<Option<Span>> {
+        while self.buf.is_empty() {
+            let Some(meta) = self.seg.blocks.get(self.next_block) else {
+                return Ok(None);
+            };
+            self.next_block += 1;
+            self.buf = self.src.all_spans(meta)?.into();
+        }
+        let s = self.buf.pop_front().expect("not empty");
+        let k = key(&s);
+        if self.last.is_some_and(|l| k < l) {
+            return Err(Error::InvalidInput(format!(
+                "{} is not sorted by trace; it cannot be merged",
+                self.seg.path.display()
+            )));
+        }
+        self.last = Some(k);
+        Ok(Some(s))
+    }
+}
+
+/// How a merge writes its output.
+#[derive(Clone, Debug)]
+pub struct MergeOptions {
+    pub block_bytes: usize,
+    pub level: i32,
+    /// Most bytes written per second; `None` for no limit.
+    pub rate_bytes_per_sec: Option<u64>,
+}
+
+/// What a merge did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    pub spans_in: u64,
+    pub spans_out: u64,
+    pub duplicates: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Merges `inputs` into the sealed segment `dir/<id>.seg`, which
+/// supersedes them. Memory holds one block per input plus the output block
+/// being filled, whatever the sizes of the segments or of their traces.
+pub fn merge(
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<SealedSegment>],
+    opts: &MergeOptions,
+) -> Result<(Arc<SealedSegment>, MergeStats)> {
+    let mut seg = ActiveSegment::create_temp(dir, id)?;
+    let temp = seg.path.clone();
+    seg.supersedes = inputs.iter().map(|s| s.id).collect();
+    seg.supersedes.sort_unstable();
+    let r = fill(&mut seg, inputs, opts).and_then(|stats| Ok((seg.seal(dir)?, stats)));
+    match r {
+        Ok((path, mut stats)) => {
+            let out = SealedSegment::open(&path)?;
+            stats.bytes_out = out.file_len();
+            Ok((Arc::new(out), stats))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(temp.as_path());
+            Err(e)
+        }
+    }
+}
+
+fn fill(
+    seg: &mut ActiveSegment,
+    inputs: &[Arc<SealedSegment>],
+    opts: &MergeOptions,
+) -> Result<MergeStats> {
+    // The dictionary of the largest input serves the output: the inputs'
+    // data is alike, and training again would cost more than it saves.
+    let dict = inputs
+        .iter()
+        .max_by_key(|s| s.blocks.len())
+        .and_then(|s| s.dict_bytes())
+        .map(<[u8]>::to_vec);
+    let path = seg.path.clone();
+    let io = |e| Error::io(path.as_path(), "encode merged block", e);
+    let mut compressor = match &dict {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(opts.level, d),
+        None => zstd::bulk::Compressor::new(opts.level),
+    }
+    .map_err(io)?;
+    seg.dict = dict.clone();
+    let mut streams: Vec<Stream> = inputs
+        .iter()
+        .map(|s| Stream {
+            src: BlockSource::Mapped(s.clone()),
+            seg: s.clone(),
+            next_block: 0,
+            buf: VecDeque::new(),
+            last: None,
+        })
+        .collect();
+    let mut stats = MergeStats {
+        bytes_in: inputs.iter().map(|s| s.file_len()).sum(),
+        ..MergeStats::default()
+    };
+    let mut heap = BinaryHeap::new();
+    let mut heads: Vec<Option<Span>> = Vec::with_capacity(streams.len());
+    for (i, s) in streams.iter_mut().enumerate() {
+        let head = s.next()?;
+        if let Some(h) = &head {
+            heap.push(Reverse((key(h), i)));
+        }
+        heads.push(head);
+    }
+    let started = Instant::now();
+    let mut block: Vec<Span> = Vec::new();
+    let mut block_bytes = 0usize;
+    // Spans of the current key already written: exact duplicates among
+    // them are dropped, spans that only share the key are all kept.
+    let mut run: Vec<Span> = Vec::new();
+    while let Some(Reverse((k, i))) = heap.pop() {
+        let span = heads[i].take().expect("a head for each heap entry");
+        heads[i] = streams[i].next()?;
+        if let Some(h) = &heads[i] {
+            heap.push(Reverse((key(h), i)));
+        }
+        stats.spans_in += 1;
+        if run.first().is_some_and(|r| key(r) != k) {
+            run.clear();
+        }
+        if run.contains(&span) {
+            stats.duplicates += 1;
+            continue;
+        }
+        run.push(span.clone());
+        let new_trace = block.last().is_some_and(|l| l.trace_id.0 != k.0);
+        if block_bytes >= opts.block_bytes && (new_trace || block_bytes >= 4 * opts.block_bytes) {
+            write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
+            block_bytes = 0;
+            throttle(seg.len(), started, opts.rate_bytes_per_sec);
+        }
+        block_bytes += span.payload_size();
+        block.push(span);
+        stats.spans_out += 1;
+    }
+    if !block.is_empty() {
+        write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
+    }
+    Ok(stats)
+}
+
+fn write_block(
+    seg: &mut ActiveSegment,
+    block: &mut Vec<Span>,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    dict: bool,
+    io: impl Fn(std::io::Error) -> Error,
+) -> Result<()> {
+    let raw = encode_raw_block(block.iter().collect(), INTERN_MAX_LEN).map_err(&io)?;
+    let encoded = compress_block(raw, compressor, dict).map_err(&io)?;
+    seg.append(&encoded)?;
+    block.clear();
+    Ok(())
+}
+
+/// Sleeps as long as writing `written` bytes since `started` went faster
+/// than `rate` bytes per second.
+fn throttle(written: u64, started: Instant, rate: Option<u64>) {
+    let Some(rate) = rate.filter(|r| *r > 0) else {
+        return;
+    };
+    let due = Duration::from_secs_f64(written as f64 / rate as f64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+    const HOUR: u64 = 3_600_000_000_000;
+
+    fn seg(id: u64, mib: u64, hour: u64) -> SegmentStat {
+        SegmentStat {
+            id,
+            bytes: mib * MIB,
+            min_start: hour * HOUR + id,
+            max_end: hour * HOUR + id + 1000,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            window_nanos: HOUR,
+            fan_in: 4,
+            max_age_nanos: None,
+            max_total_bytes: None,
+        }
+    }
+
+    #[test]
+    fn similar_segments_of_a_window_merge_once_there_are_enough() {
+        let mut segs: Vec<SegmentStat> = (1..=3).map(|i| seg(i, 16, 0)).collect();
+        assert!(plan(&segs, &policy(), 0, false).is_empty());
+        segs.push(seg(4, 16, 0));
+        segs.push(seg(5, 16, 1)); // another window
+        segs.push(seg(6, 200, 0)); // another tier
+        let p = plan(&segs, &policy(), 0, false);
+        assert_eq!(p.merges, vec![vec![1, 2, 3, 4]]);
+        assert!(p.drops.is_empty());
+    }
+
+    #[test]
+    fn full_compaction_leaves_one_segment_per_window() {
+        let segs = vec![
+            seg(1, 1, 0),
+            seg(2, 300, 0),
+            seg(3, 5, 1),
+            seg(4, 2, 2),
+            seg(5, 9, 2),
+        ];
+        let p = plan(&segs, &policy(), 0, true);
+        assert_eq!(p.merges, vec![vec![1, 2], vec![4, 5]]);
+    }
+
+    #[test]
+    fn retention_drops_by_age_and_then_oldest_windows_by_size() {
+        let segs = vec![
+            seg(1, 10, 0),
+            seg(2, 10, 1),
+            seg(3, 10, 1),
+            seg(4, 10, 2),
+            seg(5, 10, 3),
+        ];
+        let mut pol = policy();
+        pol.max_age_nanos = Some(2 * HOUR);
+        let now = 3 * HOUR + 5000;
+        // Hours 0 and 1 ended more than two hours before `now`.
+        assert_eq!(plan(&segs, &pol, now, false).drops, vec![1, 2, 3]);
+        pol.max_age_nanos = None;
+        pol.max_total_bytes = Some(25 * MIB);
+        // Whole windows go, oldest first: hour 0, then both of hour 1.
+        assert_eq!(plan(&segs, &pol, now, false).drops, vec![1, 2, 3]);
+        pol.max_total_bytes = Some(50 * MIB);
+        assert!(plan(&segs, &pol, now, false).drops.is_empty());
+    }
+
+    #[test]
+    fn dropped_segments_are_not_merged() {
+        let segs: Vec<SegmentStat> = (1..=4).map(|i| seg(i, 16, 0)).collect();
+        let mut pol = policy();
+        pol.max_age_nanos = Some(HOUR);
+        let p = plan(&segs, &pol, 5 * HOUR, false);
+        assert_eq!(p.drops, vec![1, 2, 3, 4]);
+        assert!(p.merges.is_empty());
+    }
+}
