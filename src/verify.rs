@@ -66,6 +66,13 @@ impl Report {
                 detail,
                 warning: false,
             }),
+            Error::UnsupportedVersion { ref path, .. } => self.problems.push(Problem {
+                path: path.clone(),
+                // The version field of the file header (format-spec 4.2).
+                offset: 8,
+                detail: e.to_string(),
+                warning: false,
+            }),
             other => self.problems.push(Problem {
                 path: PathBuf::new(),
                 offset: 0,
@@ -160,8 +167,8 @@ fn scan_blocks(path: &Path, report: &mut Report) {
     };
     let mut offset = HEADER_LEN;
     while offset < bytes.len() {
-        match block::decode_block(&bytes[offset..]) {
-            Ok((h, _)) => offset += h.stored_len() as usize,
+        match check_stored_block(&bytes[offset..]) {
+            Ok(len) => offset += len,
             Err(e) => {
                 if bytes[offset..].starts_with(&block::BLOCK_MAGIC.to_le_bytes()) {
                     report.at(path, (offset + e.offset) as u64, e.detail);
@@ -170,6 +177,34 @@ fn scan_blocks(path: &Path, report: &mut Report) {
             }
         }
     }
+}
+
+/// Checks a block found by walking a file whose footer could not be read.
+/// A block compressed with the segment's dictionary can only be checked
+/// up to its body checksum, since the dictionary is in the footer.
+fn check_stored_block(stored: &[u8]) -> crate::codec::DecodeResult<usize> {
+    let h = block::BlockHeader::decode(stored)?;
+    if h.codec != block::Codec::ZstdDict {
+        return block::decode_block(stored).map(|(h, _)| h.stored_len() as usize);
+    }
+    let len = h.stored_len() as usize;
+    let Some(body) = stored.get(block::BLOCK_HEADER_LEN..len) else {
+        return Err(crate::codec::DecodeError {
+            offset: block::BLOCK_HEADER_LEN,
+            detail: format!("block body of {} bytes is cut short", h.body_len),
+        });
+    };
+    let crc = crc32fast::hash(body);
+    if crc != h.body_crc {
+        return Err(crate::codec::DecodeError {
+            offset: block::BLOCK_HEADER_LEN,
+            detail: format!(
+                "block body checksum {:#010x}, computed {crc:#010x}",
+                h.body_crc
+            ),
+        });
+    }
+    Ok(len)
 }
 
 /// What the blocks themselves say, to compare with the footer.
