@@ -1,10 +1,12 @@
 //! `spanlog`: look into, check and try out spanlog stores.
 //!
 //! Every command is a thin layer over the library: it opens stores
-//! read-only (except `ingest`, which appends to one, and `demo` and `bench`,
+//! read-only (except `ingest`, which appends to one, `compact` and
+//! `retain`, which rewrite and delete its segments, and `demo` and `bench`,
 //! which write their own) and formats what the library returns.
 
 mod bench;
+mod compact;
 mod demo;
 mod dump;
 mod error;
@@ -14,9 +16,12 @@ mod get;
 mod ingest;
 mod inspect;
 mod layout;
+mod maintenance;
 mod operations;
 mod progress;
+mod retain;
 mod services;
+mod sizearg;
 mod timearg;
 mod tree;
 mod verify;
@@ -38,10 +43,11 @@ use crate::error::{CliResult, USAGE};
         A store is a directory of sealed segments (*.seg), which never change \
         again, and a write-ahead log (*.wal) of the spans not yet sealed. \
         inspect, verify, dump, get, find, services and operations only read; \
-        they never modify a file.\n\n\
+        they never modify a file. compact and retain open the store as its \
+        writer, so no writer process may have it open.\n\n\
         Exit status: 0 on success, 1 when data is damaged, a trace is not found, \
-        verify finds errors or ingest refuses an input, 2 on usage errors and \
-        unreadable paths.",
+        verify finds errors, ingest refuses an input or compact or retain cannot \
+        write, 2 on usage errors, unreadable paths and stores locked by a writer.",
     after_help = "Try `spanlog demo` to ingest a million generated spans and query them."
 )]
 struct Cli {
@@ -59,6 +65,8 @@ enum Command {
     Services(services::Args),
     Operations(operations::Args),
     Ingest(ingest::Args),
+    Compact(compact::Args),
+    Retain(retain::Args),
     Demo(demo::Args),
     Bench(bench::Args),
 }
@@ -94,6 +102,8 @@ fn run(command: Command, out: &mut dyn Write) -> CliResult {
         Command::Services(args) => services::run(&args, out),
         Command::Operations(args) => operations::run(&args, out),
         Command::Ingest(args) => ingest::run(&args, out),
+        Command::Compact(args) => compact::run(&args, out),
+        Command::Retain(args) => retain::run(&args, out),
         Command::Demo(args) => demo::run(&args, out),
         Command::Bench(args) => bench::run(&args, out),
     }

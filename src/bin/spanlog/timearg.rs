@@ -10,8 +10,8 @@ const TIME_FORMS: &str =
 
 /// What a duration may look like, for messages.
 const DURATION_FORMS: &str =
-    "expected a number with a unit (ns, us, ms, s, m, h) such as 250ms, 1.5s or 1m30s, \
-     or a whole number of nanoseconds";
+    "expected a number with a unit (ns, us, ms, s, m, h, d) such as 250ms, 1.5s, 1m30s \
+     or 7d, or a whole number of nanoseconds";
 
 /// The last instant unix nanoseconds in 64 bits can hold.
 const LAST_TIME: &str = "2554-07-21T23:34:33.709551615Z";
@@ -32,7 +32,8 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
 }
 
 /// A duration in nanoseconds: one or more numbers with units (`250ms`,
-/// `1.5s`, `1m30s`), or a plain integer of nanoseconds.
+/// `1.5s`, `1m30s`, `7d`; a day is 24 hours), or a plain integer of
+/// nanoseconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let s = text.trim();
     if s.is_empty() {
@@ -86,6 +87,7 @@ fn duration_term(s: &str) -> Result<(u128, &str), String> {
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
         "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         _ => return Err(format!("unknown unit {unit:?} ({DURATION_FORMS})")),
     };
     let (whole, fraction) = match number.split_once('.') {
@@ -436,6 +438,10 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(3_600 * SEC));
         assert_eq!(parse_duration("1m30s"), Ok(90 * SEC));
         assert_eq!(parse_duration("1h2m3.5s"), Ok(3_723_500_000_000));
+        assert_eq!(parse_duration("7d"), Ok(7 * 86_400 * SEC));
+        assert_eq!(parse_duration("1.5d"), Ok(36 * 3_600 * SEC));
+        assert_eq!(parse_duration("1d12h"), Ok(36 * 3_600 * SEC));
+        assert_eq!(parse_duration("30m"), Ok(30 * 60 * SEC));
         assert_eq!(parse_duration("0.5ms"), Ok(500_000));
         assert_eq!(parse_duration(".5s"), Ok(500_000_000));
         assert_eq!(parse_duration("2.s"), Ok(2 * SEC));
@@ -466,7 +472,9 @@ mod tests {
             ("10 ms", "unknown unit \" ms\""),
             ("5sec", "unknown unit \"sec\""),
             ("5S", "unknown unit \"S\""),
-            ("1d", "unknown unit \"d\""),
+            ("1w", "unknown unit \"w\""),
+            ("1D", "unknown unit \"D\""),
+            ("213504d", "too long"),
             ("ms", "no number"),
             ("1s5", "no unit"),
             (".s", "not a number"),
