@@ -144,13 +144,17 @@ fn sorted_ids(segs: &[&SegmentStat]) -> Vec<u64> {
     v
 }
 
-/// The spans of one segment, block after block.
+/// The spans of one segment, block after block, or all of them sorted in
+/// memory (`whole`).
 struct Stream {
     src: BlockSource,
     seg: Arc<SealedSegment>,
     next_block: usize,
     buf: VecDeque<Span>,
     last: Option<Key>,
+    /// Set when a span came out of order: the segment's blocks are not
+    /// sorted by key one after the other.
+    unsorted: bool,
 }
 
 type Key = ([u8; 16], u64, [u8; 8]);
@@ -160,19 +164,44 @@ fn key(s: &Span) -> Key {
 }
 
 impl Stream {
+    fn new(seg: &Arc<SealedSegment>, whole: bool) -> Result<Stream> {
+        let mut s = Stream {
+            src: BlockSource::Mapped(seg.clone()),
+            seg: seg.clone(),
+            next_block: 0,
+            buf: VecDeque::new(),
+            last: None,
+            unsorted: false,
+        };
+        if whole {
+            let mut all = Vec::with_capacity(seg.trailer.span_count as usize);
+            for meta in &seg.blocks {
+                all.extend(s.src.all_spans(meta)?);
+            }
+            all.sort_by_key(key);
+            s.buf = all.into();
+            s.next_block = seg.blocks.len();
+        }
+        Ok(s)
+    }
+
     fn next(&mut self) -> Result<Option<Span>> {
         while self.buf.is_empty() {
             let Some(meta) = self.seg.blocks.get(self.next_block) else {
                 return Ok(None);
             };
             self.next_block += 1;
-            self.buf = self.src.all_spans(meta)?.into();
+            // Rows of equal trace and start may be in any order (5.4).
+            let mut spans = self.src.all_spans(meta)?;
+            spans.sort_by_key(key);
+            self.buf = spans.into();
         }
         let s = self.buf.pop_front().expect("not empty");
         let k = key(&s);
         if self.last.is_some_and(|l| k < l) {
+            self.unsorted = true;
             return Err(Error::InvalidInput(format!(
-                "{} is not sorted by trace; it cannot be merged",
+                "{} is not sorted by trace",
                 self.seg.path.display()
             )));
         }
@@ -203,35 +232,89 @@ pub struct MergeStats {
 /// Merges `inputs` into the sealed segment `dir/<id>.seg`, which
 /// supersedes them. Memory holds one block per input plus the output block
 /// being filled, whatever the sizes of the segments or of their traces.
+///
+/// An input whose blocks do not follow each other in key order (a log
+/// sealed in place, as the first version-1 writers did) is read whole and
+/// sorted in memory instead: it is found out by its first span out of
+/// order, and the merge starts over.
 pub fn merge(
     dir: &Path,
     id: u64,
     inputs: &[Arc<SealedSegment>],
     opts: &MergeOptions,
 ) -> Result<(Arc<SealedSegment>, MergeStats)> {
-    let mut seg = ActiveSegment::create_temp(dir, id)?;
-    let temp = seg.path.clone();
-    seg.supersedes = inputs.iter().map(|s| s.id).collect();
-    seg.supersedes.sort_unstable();
-    let r = fill(&mut seg, inputs, opts).and_then(|stats| Ok((seg.seal(dir)?, stats)));
-    match r {
-        Ok((path, mut stats)) => {
-            let out = SealedSegment::open(&path)?;
-            stats.bytes_out = out.file_len();
-            Ok((Arc::new(out), stats))
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(temp.as_path());
-            Err(e)
-        }
+    merge_unless(dir, id, inputs, opts, &|| false)
+}
+
+/// As [`merge`], but gives up with [`Error::Closed`], removing the
+/// unfinished file, once `cancelled` returns true; it is asked after each
+/// block written and while the merge is held back by its rate.
+pub fn merge_unless(
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<SealedSegment>],
+    opts: &MergeOptions,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(Arc<SealedSegment>, MergeStats)> {
+    let mut whole = vec![false; inputs.len()];
+    loop {
+        let mut seg = ActiveSegment::create_temp(dir, id)?;
+        let temp = seg.path.clone();
+        // The inputs and what they replaced themselves: should an earlier
+        // merge have failed to delete its inputs, they stay superseded.
+        seg.supersedes = inputs
+            .iter()
+            .flat_map(|s| std::iter::once(s.id).chain(s.supersedes.iter().copied()))
+            .collect();
+        seg.supersedes.sort_unstable();
+        seg.supersedes.dedup();
+        let r = match fill(&mut seg, inputs, &whole, opts, cancelled) {
+            Ok(Filled::Done(stats)) => seg.seal(dir).map(|path| (path, stats)),
+            Ok(Filled::Unsorted(i)) if !whole[i] => {
+                drop(seg);
+                std::fs::remove_file(temp.as_path())
+                    .map_err(|e| Error::io(temp.as_path(), "remove unfinished merge", e))?;
+                log::info!(
+                    "spanlog: {} is not sorted block after block; merging it from memory",
+                    inputs[i].path.display()
+                );
+                whole[i] = true;
+                continue;
+            }
+            Ok(Filled::Unsorted(i)) => Err(Error::InvalidInput(format!(
+                "{} cannot be merged: its spans do not sort",
+                inputs[i].path.display()
+            ))),
+            Err(e) => Err(e),
+        };
+        return match r {
+            Ok((path, mut stats)) => {
+                let out = SealedSegment::open(&path)?;
+                stats.bytes_out = out.file_len();
+                Ok((Arc::new(out), stats))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(temp.as_path());
+                Err(e)
+            }
+        };
     }
+}
+
+/// How [`fill`] ended: the merge is written, or input `i` turned out not
+/// to be sorted and the merge must start over.
+enum Filled {
+    Done(MergeStats),
+    Unsorted(usize),
 }
 
 fn fill(
     seg: &mut ActiveSegment,
     inputs: &[Arc<SealedSegment>],
+    whole: &[bool],
     opts: &MergeOptions,
-) -> Result<MergeStats> {
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Filled> {
     // The dictionary of the largest input serves the output: the inputs'
     // data is alike, and training again would cost more than it saves.
     let dict = inputs
@@ -249,14 +332,9 @@ fn fill(
     seg.dict = dict.clone();
     let mut streams: Vec<Stream> = inputs
         .iter()
-        .map(|s| Stream {
-            src: BlockSource::Mapped(s.clone()),
-            seg: s.clone(),
-            next_block: 0,
-            buf: VecDeque::new(),
-            last: None,
-        })
-        .collect();
+        .zip(whole)
+        .map(|(s, w)| Stream::new(s, *w))
+        .collect::<Result<_>>()?;
     let mut stats = MergeStats {
         bytes_in: inputs.iter().map(|s| s.file_len()).sum(),
         ..MergeStats::default()
@@ -264,7 +342,11 @@ fn fill(
     let mut heap = BinaryHeap::new();
     let mut heads: Vec<Option<Span>> = Vec::with_capacity(streams.len());
     for (i, s) in streams.iter_mut().enumerate() {
-        let head = s.next()?;
+        let head = s.next();
+        if s.unsorted {
+            return Ok(Filled::Unsorted(i));
+        }
+        let head = head?;
         if let Some(h) = &head {
             heap.push(Reverse((key(h), i)));
         }
@@ -278,7 +360,11 @@ fn fill(
     let mut run: Vec<Span> = Vec::new();
     while let Some(Reverse((k, i))) = heap.pop() {
         let span = heads[i].take().expect("a head for each heap entry");
-        heads[i] = streams[i].next()?;
+        let next = streams[i].next();
+        if streams[i].unsorted {
+            return Ok(Filled::Unsorted(i));
+        }
+        heads[i] = next?;
         if let Some(h) = &heads[i] {
             heap.push(Reverse((key(h), i)));
         }
@@ -295,7 +381,10 @@ fn fill(
         if block_bytes >= opts.block_bytes && (new_trace || block_bytes >= 4 * opts.block_bytes) {
             write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
             block_bytes = 0;
-            throttle(seg.len(), started, opts.rate_bytes_per_sec);
+            throttle(seg.len(), started, opts.rate_bytes_per_sec, cancelled);
+            if cancelled() {
+                return Err(Error::Closed);
+            }
         }
         block_bytes += span.payload_size();
         block.push(span);
@@ -304,7 +393,7 @@ fn fill(
     if !block.is_empty() {
         write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
     }
-    Ok(stats)
+    Ok(Filled::Done(stats))
 }
 
 fn write_block(
@@ -322,14 +411,17 @@ fn write_block(
 }
 
 /// Sleeps as long as writing `written` bytes since `started` went faster
-/// than `rate` bytes per second.
-fn throttle(written: u64, started: Instant, rate: Option<u64>) {
+/// than `rate` bytes per second, or until `cancelled`.
+fn throttle(written: u64, started: Instant, rate: Option<u64>, cancelled: &dyn Fn() -> bool) {
     let Some(rate) = rate.filter(|r| *r > 0) else {
         return;
     };
     let due = Duration::from_secs_f64(written as f64 / rate as f64);
-    if let Some(wait) = due.checked_sub(started.elapsed()) {
-        std::thread::sleep(wait);
+    while let Some(wait) = due.checked_sub(started.elapsed()) {
+        if wait.is_zero() || cancelled() {
+            return;
+        }
+        std::thread::sleep(wait.min(Duration::from_millis(10)));
     }
 }
 

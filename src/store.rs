@@ -86,7 +86,10 @@ struct Inner {
     sync: Mutex<SyncState>,
     synced: Condvar,
     sealer: Mutex<Option<JoinHandle<()>>>,
-    /// Serialises compaction and retention, and records how they fare.
+    /// Serialises compaction and retention.
+    maintenance_run: Mutex<()>,
+    /// How compaction and retention fare; held only to read or update it,
+    /// never during a merge.
     maintenance: Mutex<MaintenanceStatus>,
     /// Stops the maintenance thread; signalled through `maintenance_wake`.
     maintenance_stop: Mutex<bool>,
@@ -228,6 +231,7 @@ impl Store {
             }),
             synced: Condvar::new(),
             sealer: Mutex::new(None),
+            maintenance_run: Mutex::new(()),
             maintenance: Mutex::new(MaintenanceStatus::default()),
             maintenance_stop: Mutex::new(false),
             maintenance_wake: Condvar::new(),
@@ -872,11 +876,17 @@ impl Inner {
     /// Retention and compaction under the maintenance lock; `full` merges
     /// every window into one segment, `merge` false only drops.
     fn maintain(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
-        let mut status = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = self
+            .maintenance_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         drop(self.writable()?);
         let r = self.maintain_locked(full, merge);
+        let mut status = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
         status.runs += 1;
         match &r {
+            // A merge given up because the store is closing.
+            Err(Error::Closed) => {}
             Ok(rep) => {
                 status.segments_merged += rep.merged.iter().map(|m| m.0.len() as u64).sum::<u64>();
                 status.segments_dropped += rep.dropped.len() as u64;
@@ -916,6 +926,7 @@ impl Inner {
             level: self.opts.compression_level,
             rate_bytes_per_sec: self.opts.compaction_rate_bytes_per_sec,
         };
+        let mut failed = None;
         for group in plan.merges {
             let inputs: Vec<Arc<SealedSegment>> = sealed
                 .iter()
@@ -923,7 +934,24 @@ impl Inner {
                 .cloned()
                 .collect();
             let id = self.allocate_id()?;
-            let (out, st) = compaction::merge(&self.dir, id, &inputs, &opts)?;
+            let closing = || {
+                *self
+                    .maintenance_stop
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+            };
+            // A group that cannot be merged (a damaged block, say) must not
+            // hold back the other windows: its error is reported at the end.
+            let (out, st) = match compaction::merge_unless(&self.dir, id, &inputs, &opts, &closing)
+            {
+                Ok(r) => r,
+                Err(Error::Closed) => return Err(Error::Closed),
+                Err(e) => {
+                    log::error!("spanlog: merging segments {group:?} failed: {e}");
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
             log::info!(
                 "spanlog: merged segments {group:?} into {id}: {} spans, {} duplicates dropped, {} -> {} bytes",
                 st.spans_out,
@@ -941,7 +969,10 @@ impl Inner {
             report.merged.push((group, id));
         }
         report.bytes_after = self.sealed_snapshot().iter().map(|s| s.file_len()).sum();
-        Ok(report)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// A new segment id, above every id in use.
@@ -993,11 +1024,13 @@ impl Inner {
                 return;
             }
             drop(stop);
-            if let Err(e) = self.maintain(false, true) {
-                log::error!(
+            match self.maintain(false, true) {
+                // Closing: the merge was given up, or the store is closed.
+                Ok(_) | Err(Error::Closed) => {}
+                Err(e) => log::error!(
                     "spanlog: background maintenance of {} failed: {e}",
                     self.dir.display()
-                );
+                ),
             }
             stop = self
                 .maintenance_stop
@@ -1052,6 +1085,9 @@ impl Inner {
         w.table.clear();
         w.frozen.clear();
         w.imm = None;
+        // A closed handle may live on: it must not keep deleted files mapped.
+        *self.sealed.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Vec::new());
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(OpsCatalog::default());
         if let Some(lock) = w.lock.take() {
             let _ = lock.unlock();
         }
