@@ -213,7 +213,10 @@ impl<'a> Search<'a> {
         service: &str,
     ) -> Self {
         let window = q.start.as_ref().map_or((0, u64::MAX), |w| (w.start, w.end));
-        let simple = q.operation.is_none()
+        // Rows of the service "" also hold spans without a service name,
+        // which the service "" does not match: those rows are checked.
+        let simple = !service.is_empty()
+            && q.operation.is_none()
             && q.kind.is_none()
             && q.attributes.is_empty()
             && q.duration_min.is_none()
@@ -369,7 +372,7 @@ impl<'a> Search<'a> {
     }
 
     fn accept(&mut self, trace: TraceId) -> Result<()> {
-        if let Some(sum) = summarize(self.store, self.sealed, trace)? {
+        if let Some(sum) = summarize(self.store, trace)? {
             insert(&mut self.out, self.q.limit, sum);
         }
         Ok(())
@@ -378,17 +381,22 @@ impl<'a> Search<'a> {
 
 /// The summary of a whole trace from the digests of indexed segments, the
 /// decoded spans of older ones, and the spans in memory.
-pub(crate) fn summarize(
-    store: &Store,
-    sealed: &[Arc<SealedSegment>],
-    trace: TraceId,
-) -> Result<Option<TraceSummary>> {
+pub(crate) fn summarize(store: &Store, trace: TraceId) -> Result<Option<TraceSummary>> {
+    // The segments and the memory spans must be read at one moment: a
+    // table sealed in between would be in neither.
+    let (sealed, mem) = loop {
+        let before = store.sealed_segments();
+        let mem = store.memory_spans(trace)?;
+        if Arc::ptr_eq(&before, &store.sealed_segments()) {
+            break (before, mem);
+        }
+    };
     let mut whole: Option<TracePart> = None;
     let mut add = |p: TracePart| match &mut whole {
         Some(w) => w.merge(&p),
         None => whole = Some(p),
     };
-    for seg in sealed {
+    for seg in sealed.iter() {
         if seg.services.is_some() {
             if let Some(i) = seg.trace_ordinal(&trace) {
                 add(part_of_digest(seg, i)?);
@@ -402,7 +410,6 @@ pub(crate) fn summarize(
             TracePart::of_sorted(&refs).into_iter().for_each(&mut add);
         }
     }
-    let mem = store.memory_spans(trace)?;
     let refs: Vec<&Span> = mem.iter().collect();
     TracePart::of_sorted(&refs).into_iter().for_each(&mut add);
     Ok(whole.map(TraceSummary::from_part))
