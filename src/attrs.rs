@@ -83,7 +83,9 @@ pub fn items(rows: &[&Span]) -> Vec<Item> {
     let mut seen_scopes: FastSet<(*const crate::span::Scope, *const crate::span::Resource)> =
         FastSet::default();
     let mut text = String::new();
-    let mut add = |service: &str, kvs: &[KeyValue], items: &mut FastSet<Item>| {
+    // The hash state after `service 0xFF` is shared by the span's items,
+    // and the key's state by its pair: each byte is hashed once.
+    let mut add = |scope_h: u64, kvs: &[KeyValue], items: &mut FastSet<Item>| {
         for kv in kvs {
             let r: &str = match &kv.value {
                 AnyValue::String(s) => s,
@@ -92,28 +94,34 @@ pub fn items(rows: &[&Span]) -> Vec<Item> {
                     &text
                 }
             };
-            items.insert((key_hash(service, &kv.key), pair_hash(service, &kv.key, r)));
+            let k = fnv(scope_h, kv.key.as_bytes());
+            let pair =
+                (r.len() <= MAX_VALUE_LEN).then(|| mix64(fnv(fnv(k, &[0xff]), r.as_bytes())));
+            items.insert((mix64(k), pair));
         }
     };
     for s in rows {
-        let service = s.service_name().unwrap_or("");
-        add(service, &s.attributes, &mut items);
+        let h = fnv(
+            fnv(FNV_OFFSET, s.service_name().unwrap_or("").as_bytes()),
+            &[0xff],
+        );
+        add(h, &s.attributes, &mut items);
         let (res, scope) = (
             std::sync::Arc::as_ptr(&s.resource),
             std::sync::Arc::as_ptr(&s.scope),
         );
         if seen_resources.insert(res) {
-            add(service, &s.resource.attributes, &mut items);
+            add(h, &s.resource.attributes, &mut items);
         }
         // A scope's attributes count for each service that uses it.
         if seen_scopes.insert((scope, res)) {
-            add(service, &s.scope.attributes, &mut items);
+            add(h, &s.scope.attributes, &mut items);
         }
         for e in &s.events {
-            add(service, &e.attributes, &mut items);
+            add(h, &e.attributes, &mut items);
         }
         for l in &s.links {
-            add(service, &l.attributes, &mut items);
+            add(h, &l.attributes, &mut items);
         }
     }
     items.into_iter().collect()
