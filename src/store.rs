@@ -1233,11 +1233,17 @@ fn open_writer(
         remove_leftover(dir, path, "an unfinished segment")?;
     }
     let mut sealed = Vec::new();
+    for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
+        sealed.push(Arc::new(SealedSegment::open(path)?));
+    }
+    // A log whose segment was sealed, or was sealed and then merged into a
+    // segment that supersedes it, holds nothing those segments lack.
+    let mut done = sealed_ids;
+    done.extend(sealed.iter().flat_map(|s| s.supersedes.iter().copied()));
     for (id, kind, path) in &files {
         match kind {
-            FileKind::Segment => sealed.push(Arc::new(SealedSegment::open(path)?)),
-            FileKind::Temp => {}
-            FileKind::Wal if sealed_ids.contains(id) => {
+            FileKind::Segment | FileKind::Temp => {}
+            FileKind::Wal if done.contains(id) => {
                 remove_leftover(dir, path, "a log whose segment was sealed")?
             }
             FileKind::Wal => {
@@ -1316,16 +1322,19 @@ fn open_read_only(dir: &Path) -> Result<Opened> {
 fn try_open_read_only(dir: &Path) -> Result<Opened> {
     let mut w = Writer::new(Mode::ReadOnly);
     let files = list_files(dir)?;
-    let sealed_ids = sealed_ids(&files);
+    let mut done = sealed_ids(&files);
     let mut sealed = Vec::new();
+    for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
+        sealed.push(Arc::new(SealedSegment::open(path)?));
+    }
+    // A log whose segment a merge superseded: the segment was sealed and
+    // merged before the log was deleted, so the merged segment holds its
+    // spans (a writer open recovers it and deletes the result at once).
+    done.extend(sealed.iter().flat_map(|s| s.supersedes.iter().copied()));
     for (id, kind, path) in files {
-        match kind {
-            FileKind::Segment => sealed.push(Arc::new(SealedSegment::open(&path)?)),
-            FileKind::Wal if !sealed_ids.contains(&id) => {
-                let r = segment::recover_active(&path, false)?;
-                w.frozen.push((r.segment, Memtable::from_spans(r.spans)));
-            }
-            _ => {}
+        if kind == FileKind::Wal && !done.contains(&id) {
+            let r = segment::recover_active(&path, false)?;
+            w.frozen.push((r.segment, Memtable::from_spans(r.spans)));
         }
     }
     drop_superseded(&mut sealed);

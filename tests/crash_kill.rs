@@ -72,6 +72,10 @@ fn crash_child() {
         .parse()
         .unwrap();
     let store = Store::open(&dir, options()).unwrap();
+    // The test harness has written "test crash_child ... " without a line
+    // break: without this one, the first ACK would share its line and be
+    // missed.
+    println!();
     for b in first.. {
         store.append(batch(b)).unwrap();
         if b % 3 != 0 {
