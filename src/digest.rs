@@ -258,7 +258,7 @@ impl Services {
                 return c.err("service names are not strictly sorted");
             }
             let (at, len) = (c.varint()?, c.varint()?);
-            if at != expect || at + len > row_count as u64 {
+            if at != expect || at.checked_add(len).is_none_or(|end| end > row_count as u64) {
                 return c.err(format!(
                     "rows {at}+{len} of service {name:?} out of order or range"
                 ));

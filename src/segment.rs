@@ -917,9 +917,17 @@ impl SealedSegment {
         Ok(seg)
     }
 
+    /// File offset of section `i`, 0 when the file's version has none.
+    fn section_at(&self, i: usize) -> usize {
+        self.sections.get(i).map_or(0, |(off, _)| *off)
+    }
+
+    /// Section `i` of the table; empty when the file's version has none.
     fn section(&self, i: usize) -> &[u8] {
-        let (off, len) = self.sections[i];
-        &self.map[off..off + len]
+        match self.sections.get(i) {
+            Some((off, len)) => &self.map[*off..*off + *len],
+            None => &[],
+        }
     }
 
     fn parse_blocks(&self) -> Result<Vec<BlockMeta>> {
@@ -1094,7 +1102,7 @@ impl SealedSegment {
         digest::digest_at(self.section(7), i).ok_or_else(|| {
             Error::corrupt(
                 &self.path,
-                self.sections[7].0 as u64,
+                self.section_at(7) as u64,
                 format!("digest {i} out of range"),
             )
         })
@@ -1107,7 +1115,7 @@ impl SealedSegment {
         row.ok_or_else(|| {
             Error::corrupt(
                 &self.path,
-                (self.sections[9].0 + i * ROW_LEN) as u64,
+                (self.section_at(9) + i * ROW_LEN) as u64,
                 format!("service row {i} out of range or names a missing trace"),
             )
         })
@@ -1124,7 +1132,7 @@ impl SealedSegment {
         let bad = || {
             Error::corrupt(
                 &self.path,
-                self.sections[10].0 as u64,
+                self.section_at(10) as u64,
                 "a digest names services outside the trace services section",
             )
         };
