@@ -185,6 +185,10 @@ fn insert(out: &mut Vec<TraceSummary>, limit: usize, sum: TraceSummary) {
 /// row starting before the window's end towards older ones.
 struct Rows {
     seg: usize,
+    /// The attribute conditions as probes of this segment's filters.
+    probes: Vec<attrs::Probe>,
+    /// Which catalog operations may drive the query (service, name, kind).
+    ops: Vec<bool>,
     /// Rows `first..next` remain.
     first: usize,
     next: usize,
@@ -233,14 +237,28 @@ impl<'a> Search<'a> {
             let Some(id) = services.id(service) else {
                 continue;
             };
-            let whole = seg.attr_filter(seg.blocks.len());
-            if whole.is_some_and(|f| {
-                !q.attributes
+            // Probes are hashed once per query and adjusted to the segment.
+            let probes: Option<Vec<attrs::Probe>> = match seg.attr_filter(seg.blocks.len()) {
+                Some(f) => q
+                    .attributes
                     .iter()
-                    .all(|a| attrs::probe(service, a).for_segment(f).is_some())
-            }) {
+                    .map(|a| attrs::probe(service, a).for_segment(f))
+                    .collect(),
+                None => Some(Vec::new()),
+            };
+            let Some(probes) = probes else {
                 continue;
-            }
+            };
+            let ops = seg
+                .catalog
+                .operations
+                .iter()
+                .map(|(op, _)| {
+                    op.service == service
+                        && q.operation.as_deref().is_none_or(|n| op.name == n)
+                        && q.kind.is_none_or(|k| op.kind == k)
+                })
+                .collect();
             let (first, len) = services.rows[id];
             let (first, end) = (first as usize, (first + len) as usize);
             // Rows are sorted by min start: skip those starting at or after
@@ -255,6 +273,8 @@ impl<'a> Search<'a> {
             }
             rows.push(Rows {
                 seg: i,
+                probes,
+                ops,
                 first,
                 next: lo,
                 floor: window.0.saturating_sub(services.max_width),
@@ -321,8 +341,7 @@ impl<'a> Search<'a> {
             if take_row {
                 let (i, r) = row.expect("taken only when present");
                 self.rows[i].next -= 1;
-                let seg = self.rows[i].seg;
-                self.visit_row(seg, r)?;
+                self.visit_row(i, r)?;
             } else if let Some(c) = candidates.pop() {
                 // Memory candidates are full matches; old-format ones are too
                 // in span mode, since they come from `drives`.
@@ -334,8 +353,8 @@ impl<'a> Search<'a> {
         Ok(self.out)
     }
 
-    fn visit_row(&mut self, seg_at: usize, r: Row) -> Result<()> {
-        let seg = &self.sealed[seg_at];
+    fn visit_row(&mut self, cursor: usize, r: Row) -> Result<()> {
+        let seg = &self.sealed[self.rows[cursor].seg];
         if r.max_start < self.window.0 {
             return Ok(());
         }
@@ -344,7 +363,7 @@ impl<'a> Search<'a> {
             return Ok(());
         }
         let certain = self.simple && (r.min_start >= self.window.0 || r.max_start < self.window.1);
-        if !certain && !self.row_matches(seg, &r, &trace)? {
+        if !certain && !self.row_matches(&self.rows[cursor], &r, &trace)? {
             return Ok(());
         }
         self.seen.insert(trace);
@@ -353,15 +372,21 @@ impl<'a> Search<'a> {
 
     /// Decodes the trace's spans in this segment and looks for a match,
     /// after the cheap checks that can rule the segment out.
-    fn row_matches(&self, seg: &Arc<SealedSegment>, r: &Row, trace: &TraceId) -> Result<bool> {
+    fn row_matches(&self, cur: &Rows, r: &Row, trace: &TraceId) -> Result<bool> {
         let q = self.q;
+        let seg = &self.sealed[cur.seg];
         if q.errors_only && seg.digest(r.trace as usize)?.flags & crate::digest::FLAG_ERROR == 0 {
             return Ok(false);
         }
         let blocks = seg.blocks_of_ordinal(r.trace as usize)?;
         let src = BlockSource::Mapped(seg.clone());
         for (i, b) in blocks {
-            if !block_may_drive(q, seg, i, &b) {
+            let has_op = seg.catalog.block_ops[i]
+                .iter()
+                .any(|id| cur.ops.get(*id as usize).copied().unwrap_or(false));
+            let filter = seg.attr_filter(i);
+            let has_attrs = filter.is_none_or(|f| cur.probes.iter().all(|p| p.may_match(f)));
+            if !has_op || !has_attrs {
                 continue;
             }
             if src.trace_any(&b, trace, |h| q.head_matches(h), |s| span_matches(q, s))? {
