@@ -996,7 +996,7 @@ fn background_maintenance_drops_old_data_and_stops_with_close() {
     let started = Instant::now();
     store.close().unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "close took {:?}",
         started.elapsed()
     );
@@ -1040,8 +1040,9 @@ fn a_slow_background_merge_delays_neither_status_nor_close() {
     }
     let started = Instant::now();
     let status = store.maintenance_status();
+    // Far below the merge's half minute, and generous for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_millis(500),
+        started.elapsed() < Duration::from_secs(5),
         "maintenance_status took {:?}",
         started.elapsed()
     );
@@ -1050,7 +1051,7 @@ fn a_slow_background_merge_delays_neither_status_nor_close() {
     let started = Instant::now();
     store.close().unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "close took {:?}",
         started.elapsed()
     );
