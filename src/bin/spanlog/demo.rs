@@ -71,6 +71,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
     report_ingest(out, &store, &ingest)?;
     let example = lookups(out, &store, &ingest.traces.sample(args.lookups))?;
     scan_one_second(out, &store)?;
+    search(out, &store, example)?;
     summary(out, &store, args, example)?;
     Ok(())
 }
@@ -268,6 +269,60 @@ fn scan_one_second(out: &mut dyn Write, store: &Store) -> CliResult {
         count(n),
         duration(nanos),
         rate(per_sec(n, nanos))
+    )?;
+    Ok(())
+}
+
+/// Searches the last minute of data for the traces of the example's root
+/// service, as a trace UI would, and times the catalog.
+fn search(out: &mut dyn Write, store: &Store, example: Option<TraceId>) -> CliResult {
+    let Some((_, max)) = workload::time_span(store)? else {
+        return Ok(());
+    };
+    let service = match example {
+        Some(id) => spanlog::query::TraceSummary::of(&store.get_trace(id)?).map(|s| s.root_service),
+        None => None,
+    };
+    let Some(service) = service.or(store.services()?.into_iter().next()) else {
+        return Ok(());
+    };
+    let (services, t_services) = timed(|| store.services());
+    let services = services?;
+    let query = spanlog::TraceQuery {
+        start: Some(max.saturating_sub(60_000_000_000)..max.saturating_add(1)),
+        ..spanlog::TraceQuery::service(service.clone())
+    };
+    let (found, t_find) = timed(|| store.find_traces(&query));
+    let found = found?;
+    let mut with_attr = query.clone();
+    with_attr.attributes = vec![spanlog::AttrFilter::Exists("http.request.method".into())];
+    let (found_attr, t_attr) = timed(|| store.find_traces(&with_attr));
+    let found_attr = found_attr?;
+    writeln!(
+        out,
+        "
+search (as `spanlog find` and `spanlog services` do)"
+    )?;
+    writeln!(
+        out,
+        "  {:<15}{} services in {}",
+        "services",
+        count(services.len() as u64),
+        duration(t_services)
+    )?;
+    writeln!(
+        out,
+        "  {:<15}{} most recent traces of {service} in the last minute in {}",
+        "find",
+        count(found.len() as u64),
+        duration(t_find)
+    )?;
+    writeln!(
+        out,
+        "  {:<15}{} most recent with an http.request.method attribute in {}",
+        "find + attr",
+        count(found_attr.len() as u64),
+        duration(t_attr)
     )?;
     Ok(())
 }
