@@ -191,10 +191,22 @@ impl TraceQuery {
         self.start.as_ref().is_none_or(|w| w.contains(&start))
     }
 
-    fn service_ok(&self, s: &Span) -> bool {
+    fn service_is(&self, service: Option<&str>) -> bool {
         self.service
             .as_deref()
-            .is_none_or(|want| s.service_name() == Some(want))
+            .is_none_or(|want| service == Some(want))
+    }
+
+    fn duration_is(&self, d: u64) -> bool {
+        self.duration_min.is_none_or(|m| d >= m) && self.duration_max.is_none_or(|m| d <= m)
+    }
+
+    fn status_is(&self, code: StatusCode) -> bool {
+        !self.errors_only || code == StatusCode::Error
+    }
+
+    fn service_ok(&self, s: &Span) -> bool {
+        self.service_is(s.service_name())
     }
 
     fn operation_ok(&self, s: &Span) -> bool {
@@ -206,28 +218,22 @@ impl TraceQuery {
     }
 
     fn duration_ok(&self, s: &Span) -> bool {
-        let d = s.duration_nanos();
-        self.duration_min.is_none_or(|m| d >= m) && self.duration_max.is_none_or(|m| d <= m)
+        self.duration_is(s.duration_nanos())
     }
 
     fn error_ok(&self, s: &Span) -> bool {
-        !self.errors_only || s.status.code == StatusCode::Error
+        self.status_is(s.status.code)
     }
 
     /// True when a span with this head may match: every condition but
-    /// the attributes holds.
+    /// the attributes holds (as [`TraceQuery::span_matches_fields`]).
     pub fn head_matches(&self, h: &crate::block::RowHead) -> bool {
-        self.service
-            .as_deref()
-            .is_none_or(|want| h.resource.service_name() == Some(want))
+        self.service_is(h.resource.service_name())
             && self.operation.as_deref().is_none_or(|want| h.name == want)
             && self.kind.is_none_or(|k| h.kind == k)
             && self.in_window(h.start)
-            && {
-                let d = h.end.saturating_sub(h.start);
-                self.duration_min.is_none_or(|m| d >= m) && self.duration_max.is_none_or(|m| d <= m)
-            }
-            && (!self.errors_only || h.status == StatusCode::Error)
+            && self.duration_is(h.end.saturating_sub(h.start))
+            && self.status_is(h.status)
     }
 
     /// True when the span meets every condition except the attributes.

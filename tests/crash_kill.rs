@@ -7,6 +7,7 @@
 //! batch is present and equal, and repeats on the same directory. Finally the
 //! store must verify clean. Iterations: 30, or `SPANLOG_CRASH_ITERATIONS`.
 
+use spanlog::gen::Rng;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -86,16 +87,6 @@ fn crash_child() {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Starts a child at batch `first`, kills it after `delay`, returns the acks.
 fn run_child(dir: &Path, first: u64, delay: Duration) -> Vec<u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -155,14 +146,14 @@ fn crash_kill_loses_no_acknowledged_span() {
         .as_nanos() as u64
         | 1;
     println!("crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked = Vec::new();
     let mut kills_with_acks = 0;
     let started = Instant::now();
     for it in 0..iterations {
         let first = (it as u64 + 1) * 1_000_000;
-        let delay = Duration::from_millis(20 + rng.next() % 250);
+        let delay = Duration::from_millis(20 + rng.next_u64() % 250);
         let got = run_child(dir.path(), first, delay);
         kills_with_acks += usize::from(!got.is_empty());
         acked.extend(got);

@@ -31,6 +31,7 @@
 //! Iterations: 30, or `SPANLOG_CRASH_ITERATIONS`; `SPANLOG_CRASH_SEED`
 //! replays a run's random choices (not its timing).
 
+use spanlog::gen::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
@@ -174,16 +175,6 @@ fn identity(s: &Span) -> (u64, u32) {
     (b, i.wrapping_sub(1))
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn env_u64(name: &str) -> u64 {
     std::env::var(name).unwrap().parse().unwrap()
 }
@@ -198,7 +189,7 @@ fn crash_lifecycle_child() {
     };
     let first = env_u64("SPANLOG_CRASH_FIRST");
     let base = env_u64("SPANLOG_CRASH_BASE");
-    let mut rng = Rng(env_u64("SPANLOG_CRASH_SEED") | 1);
+    let mut rng = Rng::new(env_u64("SPANLOG_CRASH_SEED") | 1);
     let store = Store::open(&dir, options()).unwrap();
     // The test harness has written "test crash_lifecycle_child ... " without
     // a line break: the protocol starts on a line of its own.
@@ -234,8 +225,8 @@ fn crash_lifecycle_child() {
         // One append in six retries a batch of this child, the last one or
         // one of the seven before it, so copies land in the same table and
         // in different segments.
-        let b = if !mine.is_empty() && rng.next().is_multiple_of(6) {
-            let back = (rng.next() % mine.len().min(8) as u64) as usize;
+        let b = if !mine.is_empty() && rng.next_u64().is_multiple_of(6) {
+            let back = (rng.next_u64() % mine.len().min(8) as u64) as usize;
             mine[mine.len() - 1 - back]
         } else {
             next += 1;
@@ -244,13 +235,13 @@ fn crash_lifecycle_child() {
         };
         println!("APPEND {b}");
         store.append(batch(base, b)).unwrap();
-        if !rng.next().is_multiple_of(3) {
+        if !rng.next_u64().is_multiple_of(3) {
             // Some appends stay unflushed, so kills also hit buffered data.
             store.flush().unwrap();
             println!("ACK");
         }
         if n % 4 == 3 {
-            let _ = tx.try_send(rng.next());
+            let _ = tx.try_send(rng.next_u64());
         }
     }
 }
@@ -641,7 +632,7 @@ fn crash_during_compaction_and_retention_loses_no_acknowledged_span() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(now | 1);
     eprintln!("crash lifecycle test seed {seed} (SPANLOG_CRASH_SEED)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     // Recent spans start here; old ones end ten days before.
     let base = now;
     let started = Instant::now();
@@ -663,13 +654,13 @@ fn crash_during_compaction_and_retention_loses_no_acknowledged_span() {
         // (a start and an open take a few to a few tens of milliseconds);
         // the others come 10 to 400 ms after it opened, while it appends,
         // seals, merges and drops.
-        let early = rng.next().is_multiple_of(6);
+        let early = rng.next_u64().is_multiple_of(6);
         let delay = Duration::from_millis(if early {
-            2 + rng.next() % 12
+            2 + rng.next_u64() % 12
         } else {
-            10 + rng.next() % 390
+            10 + rng.next_u64() % 390
         });
-        let run = run_child(dir.path(), first, base, rng.next(), early, delay);
+        let run = run_child(dir.path(), first, base, rng.next_u64(), early, delay);
         before_ready += usize::from(run.killed_before_ready);
         let mut last_status = None;
         for l in &run.lines {
