@@ -3,8 +3,10 @@
 //! indexed by trace id for reads; and the writing of a table, sorted by
 //! trace, as one sealed segment.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
@@ -274,42 +276,51 @@ fn fill(
         *uses += 1;
         d.clone()
     });
-    seg.dict = dict;
-    let dict = seg.dict.as_deref();
-    let (level, intern) = (layout.level, layout.intern_max_len);
-    // Blocks are independent once the dictionary is known: each worker
-    // encodes and compresses a contiguous share, and the shares are
-    // appended in order.
-    let share = ranges.len().div_ceil(workers_for(ranges.len())).max(1);
-    let mut jobs = Vec::new();
-    let mut rest = samples;
-    for chunk in ranges.chunks(share) {
-        let tail = rest.split_off(chunk.len().min(rest.len()));
-        jobs.push((chunk, std::mem::replace(&mut rest, tail)));
-    }
-    let results: Vec<std::io::Result<Vec<EncodedBlock>>> = std::thread::scope(|s| {
-        let mut jobs = jobs.into_iter();
-        let first = jobs.next();
-        let handles: Vec<_> = jobs
-            .map(|(rs, smp)| s.spawn(move || encode_share(rows, rs, smp, dict, level, intern)))
-            .collect();
-        let mut out = vec![first.map_or(Ok(Vec::new()), |(rs, smp)| {
-            encode_share(rows, rs, smp, dict, level, intern)
-        })];
-        for h in handles {
-            out.push(
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a sealing worker panicked"))),
-            );
+    seg.dict.clone_from(&dict);
+    let job = EncodeJob {
+        rows: &rows,
+        ranges,
+        samples: Mutex::new(samples),
+        next: AtomicUsize::new(0),
+        dict: dict.as_deref(),
+        level: layout.level,
+        intern: layout.intern_max_len,
+    };
+    // Blocks are independent once the dictionary is known: workers take
+    // them one at a time and this thread appends them in order as they
+    // arrive, so indexing and writing overlap the encoding.
+    let workers = workers_for(ranges.len());
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2 * workers);
+        for _ in 0..workers {
+            let (tx, job) = (tx.clone(), &job);
+            s.spawn(move || job.work(&tx));
         }
-        out
-    });
-    for blocks in results {
-        for block in blocks.map_err(io)? {
-            seg.append(&block)?;
+        drop(tx);
+        let mut pending: BTreeMap<usize, EncodedBlock> = BTreeMap::new();
+        let mut want = 0;
+        for (i, block) in rx {
+            let block = match block {
+                Ok(b) => b,
+                Err(e) => {
+                    job.stop();
+                    return Err(io(e));
+                }
+            };
+            pending.insert(i, block);
+            while let Some(block) = pending.remove(&want) {
+                if let Err(e) = seg.append(&block) {
+                    job.stop();
+                    return Err(e);
+                }
+                want += 1;
+            }
         }
-    }
-    Ok(())
+        if want < ranges.len() {
+            return Err(io(std::io::Error::other("a sealing worker stopped early")));
+        }
+        Ok(())
+    })
 }
 
 /// How many threads encode a segment of `blocks` blocks.
@@ -320,29 +331,72 @@ fn workers_for(blocks: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
-/// Encodes and compresses one share of a segment's blocks, reusing the
-/// bodies already encoded as dictionary samples.
-fn encode_share<'t>(
-    rows: impl Fn(&Range<usize>) -> Vec<&'t Span>,
-    ranges: &[Range<usize>],
-    samples: Vec<Option<RawBlock>>,
-    dict: Option<&[u8]>,
+/// The blocks of one segment, shared by the workers that encode them.
+struct EncodeJob<'a, F> {
+    rows: &'a F,
+    ranges: &'a [Range<usize>],
+    /// Bodies already encoded as dictionary samples, taken when reached.
+    samples: Mutex<Vec<Option<RawBlock>>>,
+    /// The next block to take.
+    next: AtomicUsize,
+    dict: Option<&'a [u8]>,
     level: i32,
     intern: usize,
-) -> std::io::Result<Vec<EncodedBlock>> {
-    let mut compressor = match dict {
-        Some(d) => zstd::bulk::Compressor::with_dictionary(level, d)?,
-        None => zstd::bulk::Compressor::new(level)?,
-    };
-    let mut out = Vec::with_capacity(ranges.len());
-    for (r, sample) in ranges.iter().zip(samples) {
+}
+
+type Encoded = (usize, std::io::Result<EncodedBlock>);
+
+impl<'a, 't, F> EncodeJob<'a, F>
+where
+    F: Fn(&Range<usize>) -> Vec<&'t Span> + Sync,
+{
+    /// One worker: takes blocks until none is left, the receiver is gone,
+    /// or encoding one failed.
+    fn work(&self, tx: &std::sync::mpsc::SyncSender<Encoded>) {
+        let mut compressor = None;
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(r) = self.ranges.get(i) else {
+                return;
+            };
+            let block = self.encode(i, r, &mut compressor);
+            let failed = block.is_err();
+            if tx.send((i, block)).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    fn encode(
+        &self,
+        i: usize,
+        r: &Range<usize>,
+        compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    ) -> std::io::Result<EncodedBlock> {
+        let c = match compressor {
+            Some(c) => c,
+            None => compressor.insert(match self.dict {
+                Some(d) => zstd::bulk::Compressor::with_dictionary(self.level, d)?,
+                None => zstd::bulk::Compressor::new(self.level)?,
+            }),
+        };
+        let sample = self
+            .samples
+            .lock()
+            .map_err(|_| std::io::Error::other("a sealing worker panicked"))?
+            .get_mut(i)
+            .and_then(Option::take);
         let raw = match sample {
             Some(raw) => raw,
-            None => encode_raw_block(rows(r), intern)?,
+            None => encode_raw_block((self.rows)(r), self.intern)?,
         };
-        out.push(compress_block(raw, &mut compressor, dict.is_some())?);
+        compress_block(raw, c, self.dict.is_some())
     }
-    Ok(out)
+
+    /// Makes the workers stop after the block they are on.
+    fn stop(&self) {
+        self.next.store(self.ranges.len(), Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
