@@ -90,7 +90,8 @@ pub fn items(rows: &[&Span]) -> Vec<Item> {
             let r: &str = match &kv.value {
                 AnyValue::String(s) => s,
                 v => {
-                    text = v.to_query_string();
+                    text.clear();
+                    v.write_query_string(&mut text);
                     &text
                 }
             };
@@ -127,6 +128,143 @@ pub fn items(rows: &[&Span]) -> Vec<Item> {
     items.into_iter().collect()
 }
 
+/// The hash state of the items of spans of `service`, before their key.
+pub fn service_state(service: &str) -> u64 {
+    fnv(fnv(FNV_OFFSET, service.as_bytes()), &[0xff])
+}
+
+/// Key items (as [`key_hash`] gives them) of keys demoted in advance.
+pub type KeySet = FastSet<u64>;
+
+/// Gathers a block's items while its spans are encoded: the items of
+/// [`items`], except that keys in the `demoted` set given enter by key
+/// only. The encoder's dictionary indices identify strings, so an
+/// attribute met again costs one set lookup instead of hashing its bytes.
+/// The items may repeat.
+pub struct ItemCollector<'d> {
+    /// (service state, key index, value kind, value) already noted.
+    seen: FastSet<(u64, u32, u8, u64)>,
+    /// The state after the key, and whether the key is demoted, per
+    /// (service state, key index).
+    keys: crate::hash::FastMap<(u64, u32), (u64, bool)>,
+    context: &'d mut ItemContext,
+    items: Vec<Item>,
+    text: String,
+}
+
+/// What the blocks of one segment share while their items are gathered:
+/// the keys demoted in advance, and the items of each resource met, which
+/// every block using the resource repeats.
+#[derive(Default)]
+pub struct ItemContext {
+    demoted: std::sync::Arc<KeySet>,
+    /// Items by resource address and service state. The resources live as
+    /// long as the rows being encoded, which outlive the context.
+    resources: crate::hash::FastMap<(usize, u64), Vec<Item>>,
+}
+
+impl ItemContext {
+    pub fn new(demoted: std::sync::Arc<KeySet>) -> Self {
+        ItemContext {
+            demoted,
+            resources: Default::default(),
+        }
+    }
+}
+
+/// `seen`'s value kind of a key entered by key only.
+const KEY_ONLY: u8 = 5;
+
+impl<'d> ItemCollector<'d> {
+    /// A collector for one block.
+    pub fn new(context: &'d mut ItemContext) -> Self {
+        ItemCollector {
+            seen: FastSet::default(),
+            keys: Default::default(),
+            context,
+            items: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    /// Notes the attributes of resource `r` on spans of the service whose
+    /// state is `svc`.
+    pub fn resource(&mut self, r: &crate::span::Resource, svc: u64) {
+        let key = (std::ptr::from_ref(r) as usize, svc);
+        let ItemContext { demoted, resources } = &mut *self.context;
+        let items = resources.entry(key).or_insert_with(|| {
+            let mut text = String::new();
+            r.attributes
+                .iter()
+                .map(|kv| {
+                    let k = fnv(svc, kv.key.as_bytes());
+                    if demoted.contains(&mix64(k)) {
+                        return (mix64(k), None);
+                    }
+                    text.clear();
+                    kv.value.write_query_string(&mut text);
+                    let pair = (text.len() <= MAX_VALUE_LEN)
+                        .then(|| mix64(fnv(fnv(k, &[0xff]), text.as_bytes())));
+                    (mix64(k), pair)
+                })
+                .collect()
+        });
+        self.items.extend_from_slice(items);
+    }
+
+    /// Notes `key = value` on spans of the service whose state is `svc`.
+    /// `key_index` identifies the key within the block; `value_index`
+    /// identifies a string value (unused for other kinds).
+    pub fn note(
+        &mut self,
+        svc: u64,
+        key_index: u32,
+        key: &str,
+        value: &AnyValue,
+        value_index: u32,
+    ) {
+        let (k, demoted) = *self.keys.entry((svc, key_index)).or_insert_with(|| {
+            let k = fnv(svc, key.as_bytes());
+            (k, self.context.demoted.contains(&mix64(k)))
+        });
+        if demoted {
+            if self.seen.insert((svc, key_index, KEY_ONLY, 0)) {
+                self.items.push((mix64(k), None));
+            }
+            return;
+        }
+        let id = match value {
+            AnyValue::String(_) => Some((0, u64::from(value_index))),
+            AnyValue::Int(i) => Some((1, *i as u64)),
+            AnyValue::Bool(b) => Some((2, u64::from(*b))),
+            AnyValue::Double(d) => Some((3, d.to_bits())),
+            AnyValue::Empty => Some((4, 0)),
+            AnyValue::Bytes(_) | AnyValue::Array(_) | AnyValue::KvList(_) => None,
+        };
+        if let Some((kind, v)) = id {
+            if !self.seen.insert((svc, key_index, kind, v)) {
+                return;
+            }
+        }
+        let rendering: &str = match value {
+            AnyValue::String(s) => s,
+            v => {
+                self.text.clear();
+                v.write_query_string(&mut self.text);
+                &self.text
+            }
+        };
+        let pair = (rendering.len() <= MAX_VALUE_LEN)
+            .then(|| mix64(fnv(fnv(k, &[0xff]), rendering.as_bytes())));
+        self.items.push((mix64(k), pair));
+    }
+
+    /// The items noted.
+    pub fn finish(self) -> Vec<Item> {
+        self.items
+    }
+}
+
 /// Keys with more distinct values than this in a segment (ids, URLs,
 /// timestamps) enter its filters by key only: their pairs would fill the
 /// filters while almost never being searched for exactly.
@@ -148,25 +286,26 @@ pub struct FilterBuilder {
     values: crate::hash::FastMap<u64, FastSet<u64>>,
     section: Vec<u8>,
     all: FastSet<u64>,
+    /// Keys whose blocks were given by key only (demoted in advance):
+    /// demoted in this segment whatever their count of values.
+    pub predicted: std::sync::Arc<KeySet>,
 }
 
 impl FilterBuilder {
-    /// Appends the filter of the next block.
+    /// Appends the filter of the next block. A pair enters while its key
+    /// has at most [`MAX_DISTINCT_VALUES`] values in the segment so far.
     pub fn add_block(&mut self, items: &[Item]) {
+        let mut v = Vec::with_capacity(items.len() * 2);
         for (k, p) in items {
             let set = self.values.entry(*k).or_default();
+            v.push(*k);
             if let Some(p) = p {
                 if set.len() <= MAX_DISTINCT_VALUES {
                     set.insert(*p);
+                    if set.len() <= MAX_DISTINCT_VALUES {
+                        v.push(*p);
+                    }
                 }
-            }
-        }
-        let mut v = Vec::with_capacity(items.len() * 2);
-        for (k, p) in items {
-            v.push(*k);
-            match p {
-                Some(p) if self.values[k].len() <= MAX_DISTINCT_VALUES => v.push(*p),
-                _ => {}
             }
         }
         v.sort_unstable();
@@ -175,16 +314,22 @@ impl FilterBuilder {
         put_filter(&mut self.section, &build(&v));
     }
 
+    /// The keys the segment demotes: those with too many values, and those
+    /// demoted in advance that its blocks hold.
+    pub fn demoted_keys(&self) -> KeySet {
+        self.values
+            .iter()
+            .filter(|(k, s)| s.len() > MAX_DISTINCT_VALUES || self.predicted.contains(k))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// The section: the blocks' filters, then the segment's, which holds
     /// every item of the blocks' filters and a marker per demoted key.
     pub fn finish(mut self) -> Vec<u8> {
-        let mut all: Vec<u64> = self.all.into_iter().collect();
-        let demoted_keys = self
-            .values
-            .iter()
-            .filter(|(_, s)| s.len() > MAX_DISTINCT_VALUES)
-            .map(|(k, _)| demoted(*k));
-        all.extend(demoted_keys);
+        let demoted_keys = self.demoted_keys();
+        let mut all: Vec<u64> = std::mem::take(&mut self.all).into_iter().collect();
+        all.extend(demoted_keys.into_iter().map(demoted));
         all.sort_unstable();
         put_filter(&mut self.section, &build(&all));
         self.section

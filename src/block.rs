@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
+use crate::attrs::{ItemCollector, ItemContext};
 use crate::codec::{
     put_bytes, put_u32, put_varint, unzigzag, zigzag, Cursor, DecodeError, DecodeResult,
 };
@@ -195,7 +196,7 @@ pub struct EncodedBlock {
 /// Encodes spans into a block. `spans` must not be empty.
 pub fn encode_block(
     spans: &[Span],
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> std::io::Result<EncodedBlock> {
     encode_rows(spans.iter().collect(), compressor)
 }
@@ -204,10 +205,11 @@ pub fn encode_block(
 /// `rows` must not be empty.
 pub fn encode_rows(
     rows: Vec<&Span>,
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> std::io::Result<EncodedBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, true)?;
+    let (raw, summary, min, max) =
+        encode_raw(rows, INTERN_MAX_LEN, Some(&mut ItemContext::default()))?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 
@@ -216,10 +218,10 @@ pub fn encode_rows(
 /// (the in-memory table serves its reads).
 pub fn encode_log_block(
     rows: Vec<&Span>,
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> std::io::Result<EncodedBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, false)?;
+    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, None)?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 
@@ -233,9 +235,13 @@ pub struct RawBlock {
 }
 
 /// Encodes borrowed spans into an uncompressed block body.
-pub fn encode_raw_block(rows: Vec<&Span>, intern_max_len: usize) -> std::io::Result<RawBlock> {
+pub fn encode_raw_block(
+    rows: Vec<&Span>,
+    intern_max_len: usize,
+    items: &mut ItemContext,
+) -> std::io::Result<RawBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min_start, max_start) = encode_raw(rows, intern_max_len, true)?;
+    let (raw, summary, min_start, max_start) = encode_raw(rows, intern_max_len, Some(items))?;
     Ok(RawBlock {
         raw,
         summary,
@@ -249,7 +255,7 @@ pub fn encode_raw_block(rows: Vec<&Span>, intern_max_len: usize) -> std::io::Res
 /// compressor holds the segment's dictionary.
 pub fn compress_block(
     b: RawBlock,
-    compressor: &mut zstd::bulk::Compressor<'static>,
+    compressor: &mut zstd::bulk::Compressor<'_>,
     dict: bool,
 ) -> std::io::Result<EncodedBlock> {
     let codec = if dict { Codec::ZstdDict } else { Codec::Zstd };
@@ -269,7 +275,7 @@ fn finish_block(
     summary: BlockSummary,
     span_count: u32,
     (min_start, max_start): (u64, u64),
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    compressor: Option<&mut zstd::bulk::Compressor<'_>>,
     codec: Codec,
 ) -> std::io::Result<EncodedBlock> {
     let (codec, body) = match compressor {
@@ -295,10 +301,11 @@ fn finish_block(
 
 type Encoded = (Vec<u8>, BlockSummary, u64, u64);
 
+/// Encodes rows; with `index`, also what the indexes need of them.
 fn encode_raw(
     mut rows: Vec<&Span>,
     intern_max_len: usize,
-    index: bool,
+    index: Option<&mut ItemContext>,
 ) -> std::io::Result<Encoded> {
     rows.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
@@ -307,9 +314,11 @@ fn encode_raw(
     let mut enc = Encoder {
         intern_max_len,
         strings: FastMap::with_capacity_and_hasher(rows.len() * 2, Default::default()),
+        items: index.map(ItemCollector::new),
         ..Encoder::default()
     };
     let raw = enc.encode(&rows);
+    let items = enc.items.take().map(ItemCollector::finish);
     if raw.len() > MAX_RAW_LEN as usize {
         // Readers refuse such a block, so it must never be written.
         return Err(std::io::Error::other(format!(
@@ -327,8 +336,8 @@ fn encode_raw(
         .map(|s| s.start_time_unix_nano)
         .max()
         .unwrap_or(0);
-    let summary = if index {
-        summarize_refs(&rows)
+    let summary = if let Some(items) = items {
+        summarize_with(&rows, items)
     } else {
         let max_end = rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0);
         BlockSummary {
@@ -341,6 +350,11 @@ fn encode_raw(
 
 /// What the indexes need from rows sorted by trace id.
 pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
+    summarize_with(rows, crate::attrs::items(rows))
+}
+
+/// As [`summarize_refs`], with the block's attribute items already known.
+fn summarize_with(rows: &[&Span], attr_items: Vec<crate::attrs::Item>) -> BlockSummary {
     let mut trace_ids: Vec<TraceId> = rows.iter().map(|s| s.trace_id).collect();
     trace_ids.dedup();
     let mut ops: FastMap<(&str, &str, SpanKind), u64> = FastMap::default();
@@ -358,13 +372,13 @@ pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
         operations,
         max_end: rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0),
         traces: TracePart::of_sorted(rows),
-        attr_items: crate::attrs::items(rows),
+        attr_items,
     }
 }
 
 /// Column writers for one block.
 #[derive(Default)]
-struct Encoder<'a> {
+struct Encoder<'a, 'd> {
     cols: [Vec<u8>; COLUMN_COUNT],
     /// Index of each short string already in the dictionary.
     strings: FastMap<Short<'a>, u32>,
@@ -373,14 +387,45 @@ struct Encoder<'a> {
     scopes: Vec<&'a Scope>,
     /// Strings up to this length are stored once; 0 stores every use.
     intern_max_len: usize,
+    /// The block's attribute items, when its summary is wanted.
+    items: Option<ItemCollector<'d>>,
+    /// The service of the span being encoded and its item hash state.
+    service: (Short<'a>, u64),
+    /// Item hash state of the service of each resource in `resources`.
+    resource_services: Vec<u64>,
+    /// Item hash states of the services using each scope in `scopes`.
+    scope_services: Vec<Vec<u64>>,
+    /// The key last met at each position of an attribute list, and its
+    /// index: spans of one kind list the same keys in the same order, so
+    /// most keys are found without hashing.
+    key_slots: Vec<(Short<'a>, u32)>,
+    /// The short string value last met per key index, and its index.
+    last_values: Vec<(Short<'a>, u32)>,
 }
 
-impl<'a> Encoder<'a> {
+/// Where an attribute list sits, which decides the service its items are
+/// noted under.
+#[derive(Clone, Copy)]
+enum Owner {
+    /// Inside a value: not an item of its own.
+    Nested,
+    /// The span being encoded, its events or its links.
+    Span,
+    Scope(usize),
+}
+
+/// No index: marks an empty slot and a value that is not a string.
+const NO_INDEX: u32 = u32::MAX;
+
+impl<'a> Encoder<'a, '_> {
     fn encode(&mut self, rows: &[&'a Span]) -> Vec<u8> {
         self.encode_trace_runs(rows);
         let mut first_row: FastMap<SpanId, u64> = FastMap::default();
         let mut prev_start = 0u64;
         for (i, s) in rows.iter().enumerate() {
+            if self.items.is_some() {
+                self.enter_service(s.service_name().unwrap_or(""));
+            }
             first_row.entry(s.span_id).or_insert(i as u64);
             self.cols[COL_SPAN_ID].extend_from_slice(&s.span_id.0);
             self.encode_parent(s, &first_row);
@@ -395,7 +440,7 @@ impl<'a> Encoder<'a> {
                 s.end_time_unix_nano.wrapping_sub(s.start_time_unix_nano),
             );
             let mut attrs = std::mem::take(&mut self.cols[COL_ATTRS]);
-            self.attrs(&mut attrs, &s.attributes);
+            self.attrs(&mut attrs, &s.attributes, Owner::Span);
             self.cols[COL_ATTRS] = attrs;
             self.encode_events(s);
             self.encode_links(s);
@@ -460,7 +505,7 @@ impl<'a> Encoder<'a> {
             put_varint(&mut col, zigzag(delta));
             let name = self.string(&e.name);
             put_varint(&mut col, name);
-            self.attrs(&mut col, &e.attributes);
+            self.attrs(&mut col, &e.attributes, Owner::Span);
             put_varint(&mut col, u64::from(e.dropped_attributes_count));
         }
         self.cols[COL_EVENTS] = col;
@@ -475,7 +520,7 @@ impl<'a> Encoder<'a> {
             let ts = self.string(&l.trace_state);
             put_varint(&mut col, ts);
             put_varint(&mut col, u64::from(l.flags));
-            self.attrs(&mut col, &l.attributes);
+            self.attrs(&mut col, &l.attributes, Owner::Span);
             put_varint(&mut col, u64::from(l.dropped_attributes_count));
         }
         self.cols[COL_LINKS] = col;
@@ -484,8 +529,11 @@ impl<'a> Encoder<'a> {
     fn encode_tables(&mut self) {
         let mut col = Vec::new();
         put_varint(&mut col, self.resources.len() as u64);
-        for r in std::mem::take(&mut self.resources) {
-            self.attrs(&mut col, &r.attributes);
+        for (i, r) in std::mem::take(&mut self.resources).into_iter().enumerate() {
+            if let Some(items) = self.items.as_mut() {
+                items.resource(r, self.resource_services[i]);
+            }
+            self.attrs(&mut col, &r.attributes, Owner::Nested);
             put_varint(&mut col, u64::from(r.dropped_attributes_count));
             let url = self.string(&r.schema_url);
             put_varint(&mut col, url);
@@ -493,12 +541,12 @@ impl<'a> Encoder<'a> {
         self.cols[COL_RESOURCES] = col;
         let mut col = Vec::new();
         put_varint(&mut col, self.scopes.len() as u64);
-        for s in std::mem::take(&mut self.scopes) {
+        for (j, s) in std::mem::take(&mut self.scopes).into_iter().enumerate() {
             for field in [&s.name, &s.version] {
                 let i = self.string(field);
                 put_varint(&mut col, i);
             }
-            self.attrs(&mut col, &s.attributes);
+            self.attrs(&mut col, &s.attributes, Owner::Scope(j));
             put_varint(&mut col, u64::from(s.dropped_attributes_count));
             let url = self.string(&s.schema_url);
             put_varint(&mut col, url);
@@ -542,30 +590,111 @@ impl<'a> Encoder<'a> {
         u64::from(i)
     }
 
-    fn resource_index(&mut self, r: &'a Resource) -> u64 {
-        table_index(&mut self.resources, r)
-    }
-
-    fn scope_index(&mut self, s: &'a Scope) -> u64 {
-        table_index(&mut self.scopes, s)
-    }
-
-    fn attrs(&mut self, out: &mut Vec<u8>, list: &'a [KeyValue]) {
-        put_varint(out, list.len() as u64);
-        for kv in list {
-            let k = self.string(&kv.key);
-            put_varint(out, k);
-            self.value(out, &kv.value);
+    /// Makes `service` the service of the items noted next.
+    fn enter_service(&mut self, service: &'a str) {
+        if self.service.0 != Short(service) || self.service.1 == 0 {
+            self.service = (Short(service), crate::attrs::service_state(service));
         }
     }
 
-    fn value(&mut self, out: &mut Vec<u8>, v: &'a AnyValue) {
+    /// A resource's items belong to the service of the first span using it
+    /// (equal resources name the same service).
+    fn resource_index(&mut self, r: &'a Resource) -> u64 {
+        let i = table_index(&mut self.resources, r);
+        if i as usize == self.resource_services.len() {
+            self.resource_services.push(self.service.1);
+        }
+        i
+    }
+
+    /// A scope's items belong to every service whose spans use it.
+    fn scope_index(&mut self, s: &'a Scope) -> u64 {
+        let j = table_index(&mut self.scopes, s) as usize;
+        if j == self.scope_services.len() {
+            self.scope_services.push(Vec::new());
+        }
+        let services = &mut self.scope_services[j];
+        if !services.contains(&self.service.1) {
+            services.push(self.service.1);
+        }
+        j as u64
+    }
+
+    /// Index of the key at position `pos` of an attribute list.
+    fn key(&mut self, key: &'a str, pos: usize) -> u32 {
+        if let Some((k, i)) = self.key_slots.get(pos) {
+            if *i != NO_INDEX && *k == Short(key) {
+                return *i;
+            }
+        }
+        let i = self.string(key) as u32;
+        // A string too long to intern has an entry per use: never reused.
+        if key.len() <= self.intern_max_len {
+            if pos >= self.key_slots.len() {
+                self.key_slots.resize(pos + 1, (Short(""), NO_INDEX));
+            }
+            self.key_slots[pos] = (Short(key), i);
+        }
+        i
+    }
+
+    /// Index of string value `v` of the key with index `key`.
+    fn string_value(&mut self, v: &'a str, key: u32) -> u32 {
+        let slot = key as usize;
+        if let Some((last, i)) = self.last_values.get(slot) {
+            if *i != NO_INDEX && *last == Short(v) {
+                return *i;
+            }
+        }
+        let i = self.string(v) as u32;
+        if key != NO_INDEX && v.len() <= self.intern_max_len {
+            if slot >= self.last_values.len() {
+                self.last_values.resize(slot + 1, (Short(""), NO_INDEX));
+            }
+            self.last_values[slot] = (Short(v), i);
+        }
+        i
+    }
+
+    /// Notes an attribute as an item of the services `owner` implies.
+    fn note(&mut self, owner: Owner, key: u32, kv: &KeyValue, value: u32) {
+        let Some(items) = self.items.as_mut() else {
+            return;
+        };
+        let one;
+        let services: &[u64] = match owner {
+            Owner::Nested => return,
+            Owner::Span => {
+                one = [self.service.1];
+                &one
+            }
+            Owner::Scope(j) => &self.scope_services[j],
+        };
+        for svc in services {
+            items.note(*svc, key, &kv.key, &kv.value, value);
+        }
+    }
+
+    fn attrs(&mut self, out: &mut Vec<u8>, list: &'a [KeyValue], owner: Owner) {
+        put_varint(out, list.len() as u64);
+        for (pos, kv) in list.iter().enumerate() {
+            let k = self.key(&kv.key, pos);
+            put_varint(out, u64::from(k));
+            let v = self.value(out, &kv.value, k);
+            self.note(owner, k, kv, v);
+        }
+    }
+
+    /// Writes `v`, the value of the key with index `key` (or `NO_INDEX`);
+    /// returns the dictionary index of a string value, else `NO_INDEX`.
+    fn value(&mut self, out: &mut Vec<u8>, v: &'a AnyValue, key: u32) -> u32 {
         match v {
             AnyValue::Empty => out.push(TAG_EMPTY),
             AnyValue::String(s) => {
                 out.push(TAG_STRING);
-                let i = self.string(s);
-                put_varint(out, i);
+                let i = self.string_value(s, key);
+                put_varint(out, u64::from(i));
+                return i;
             }
             AnyValue::Bool(false) => out.push(TAG_FALSE),
             AnyValue::Bool(true) => out.push(TAG_TRUE),
@@ -585,21 +714,22 @@ impl<'a> Encoder<'a> {
                 out.push(TAG_ARRAY);
                 put_varint(out, items.len() as u64);
                 for item in items {
-                    self.value(out, item);
+                    self.value(out, item, NO_INDEX);
                 }
             }
             AnyValue::KvList(list) => {
                 out.push(TAG_KVLIST);
-                self.attrs(out, list);
+                self.attrs(out, list, Owner::Nested);
             }
         }
+        NO_INDEX
     }
 }
 
 /// A short string as a dictionary key. Equality compares 8-byte words
 /// inline: keys are hit far more often than missed, and a call to memcmp
 /// per hit costs more than the comparison itself.
-#[derive(Clone, Copy, Eq)]
+#[derive(Clone, Copy, Eq, Default)]
 struct Short<'a>(&'a str);
 
 impl PartialEq for Short<'_> {
@@ -618,7 +748,7 @@ impl PartialEq for Short<'_> {
                 return false;
             }
         }
-        ca.remainder() == cb.remainder()
+        ca.remainder().is_empty() || crate::hash::tail(a) == crate::hash::tail(b)
     }
 }
 
@@ -1456,6 +1586,58 @@ mod tests {
                 AnyValue::String(format!("svc{}", trace % 2)),
             ));
         s
+    }
+
+    /// The items gathered while encoding must be those `attrs::items`
+    /// defines, whatever the sharing of resources and scopes.
+    #[test]
+    fn items_gathered_while_encoding_are_the_reference_items() {
+        let mut spans = crate::gen::generate(7, 3000);
+        // A scope shared by two services, a resource copied into a second
+        // allocation, attributes of every kind, long and repeated values.
+        let shared = spans[0].scope.clone();
+        spans[1].scope = shared.clone();
+        spans[2].scope = shared;
+        spans[3].resource = Arc::new((*spans[3].resource).clone());
+        for (i, s) in spans.iter_mut().enumerate().take(40) {
+            s.attributes.extend([
+                KeyValue::new("flag", AnyValue::Bool(i % 2 == 0)),
+                KeyValue::new("ratio", AnyValue::Double(i as f64 / 3.0)),
+                KeyValue::new("nothing", AnyValue::Empty),
+                KeyValue::new("blob", AnyValue::Bytes(vec![i as u8; 3])),
+                KeyValue::new("list", AnyValue::Array(vec![AnyValue::Int(i as i64)])),
+                KeyValue::new("long", AnyValue::String("x".repeat(40 + i))),
+                KeyValue::new("n", AnyValue::Int((i % 4) as i64)),
+            ]);
+        }
+        for chunk in spans.chunks(97) {
+            let rows: Vec<&Span> = chunk.iter().collect();
+            let mut sorted = rows.clone();
+            sorted.sort_by_key(|s| (s.trace_id, s.start_time_unix_nano));
+            let mut want = crate::attrs::items(&sorted);
+            want.sort_unstable();
+            let mut none = ItemContext::default();
+            let (_, summary, _, _) =
+                encode_raw(rows.clone(), INTERN_MAX_LEN, Some(&mut none)).unwrap();
+            let mut got = summary.attr_items;
+            got.sort_unstable();
+            got.dedup();
+            assert_eq!(got, want);
+            // Keys demoted in advance enter by key only.
+            let demoted: crate::attrs::KeySet = want.iter().map(|(k, _)| *k).step_by(3).collect();
+            let mut context = ItemContext::new(Arc::new(demoted.clone()));
+            let (_, summary, _, _) = encode_raw(rows, INTERN_MAX_LEN, Some(&mut context)).unwrap();
+            let mut got = summary.attr_items;
+            got.sort_unstable();
+            got.dedup();
+            let mut want: Vec<_> = want
+                .iter()
+                .map(|(k, p)| (*k, if demoted.contains(k) { None } else { *p }))
+                .collect();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(got, want);
+        }
     }
 
     fn stored(spans: &[Span], zstd: bool) -> Vec<u8> {

@@ -403,7 +403,12 @@ fn write_block(
     dict: bool,
     io: impl Fn(std::io::Error) -> Error,
 ) -> Result<()> {
-    let raw = encode_raw_block(block.iter().collect(), INTERN_MAX_LEN).map_err(&io)?;
+    let raw = encode_raw_block(
+        block.iter().collect(),
+        INTERN_MAX_LEN,
+        &mut Default::default(),
+    )
+    .map_err(&io)?;
     let encoded = compress_block(raw, compressor, dict).map_err(&io)?;
     seg.append(&encoded)?;
     block.clear();

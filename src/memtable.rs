@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::attrs::{ItemContext, KeySet};
 use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
 use crate::dict::train;
 use crate::error::Result;
@@ -154,6 +155,11 @@ pub struct SegmentLayout {
     pub intern_max_len: usize,
     /// The zstd dictionary in use and how many segments used it.
     pub dict: Option<(Vec<u8>, u32)>,
+    /// Attribute keys that the last segment demoted (see `attrs`): blocks
+    /// enter them by key only from the start, which spares hashing their
+    /// many values. Cleared whenever the dictionary is retrained, so a key
+    /// whose values became few is entered with them again.
+    pub demoted: Arc<KeySet>,
 }
 
 impl SegmentLayout {
@@ -163,6 +169,7 @@ impl SegmentLayout {
             level,
             intern_max_len: crate::block::INTERN_MAX_LEN,
             dict: None,
+            demoted: Arc::default(),
         }
     }
 }
@@ -205,7 +212,10 @@ pub fn write_segment(
     let ranges = partition(table, &order, layout.block_bytes.max(1));
     let mut seg = ActiveSegment::create_temp(dir, id)?;
     let temp = seg.path.clone();
-    let r = fill(&mut seg, table, &order, &ranges, layout).and_then(|_| seg.seal(dir));
+    let r = fill(&mut seg, table, &order, &ranges, layout).and_then(|_| {
+        layout.demoted = Arc::new(seg.attr_filters.demoted_keys());
+        seg.seal(dir)
+    });
     match r {
         Ok(path) => Ok(Arc::new(SealedSegment::open(&path)?)),
         Err(e) => {
@@ -255,15 +265,20 @@ fn fill(
         .dict
         .as_ref()
         .is_none_or(|(_, uses)| *uses >= RETRAIN_EVERY);
+    if retrain {
+        layout.demoted = Arc::default();
+    }
+    seg.attr_filters.predicted = layout.demoted.clone();
     let step = if retrain {
         ranges.len().div_ceil(DICT_SAMPLES).max(1)
     } else {
         usize::MAX
     };
     let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
+    let mut sample_items = ItemContext::new(layout.demoted.clone());
     for (i, r) in ranges.iter().enumerate() {
         samples.push(if i % step == 0 {
-            Some(encode_raw_block(rows(r), layout.intern_max_len).map_err(io)?)
+            Some(encode_raw_block(rows(r), layout.intern_max_len, &mut sample_items).map_err(io)?)
         } else {
             None
         });
@@ -277,14 +292,20 @@ fn fill(
         d.clone()
     });
     seg.dict.clone_from(&dict);
+    // Prepared once: loading a raw dictionary into a context per block
+    // would cost as much as compressing a small block.
+    let prepared = dict
+        .as_deref()
+        .map(|d| zstd::dict::EncoderDictionary::copy(d, layout.level));
     let job = EncodeJob {
         rows: &rows,
         ranges,
         samples: Mutex::new(samples),
         next: AtomicUsize::new(0),
-        dict: dict.as_deref(),
+        dict: prepared.as_ref(),
         level: layout.level,
         intern: layout.intern_max_len,
+        demoted: layout.demoted.clone(),
     };
     // Blocks are independent once the dictionary is known: workers take
     // them one at a time and this thread appends them in order as they
@@ -339,9 +360,10 @@ struct EncodeJob<'a, F> {
     samples: Mutex<Vec<Option<RawBlock>>>,
     /// The next block to take.
     next: AtomicUsize,
-    dict: Option<&'a [u8]>,
+    dict: Option<&'a zstd::dict::EncoderDictionary<'static>>,
     level: i32,
     intern: usize,
+    demoted: Arc<KeySet>,
 }
 
 type Encoded = (usize, std::io::Result<EncodedBlock>);
@@ -354,12 +376,13 @@ where
     /// or encoding one failed.
     fn work(&self, tx: &std::sync::mpsc::SyncSender<Encoded>) {
         let mut compressor = None;
+        let mut items = ItemContext::new(self.demoted.clone());
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(r) = self.ranges.get(i) else {
                 return;
             };
-            let block = self.encode(i, r, &mut compressor);
+            let block = self.encode(i, r, &mut compressor, &mut items);
             let failed = block.is_err();
             if tx.send((i, block)).is_err() || failed {
                 return;
@@ -371,12 +394,13 @@ where
         &self,
         i: usize,
         r: &Range<usize>,
-        compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+        compressor: &mut Option<zstd::bulk::Compressor<'a>>,
+        items: &mut ItemContext,
     ) -> std::io::Result<EncodedBlock> {
         let c = match compressor {
             Some(c) => c,
             None => compressor.insert(match self.dict {
-                Some(d) => zstd::bulk::Compressor::with_dictionary(self.level, d)?,
+                Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d)?,
                 None => zstd::bulk::Compressor::new(self.level)?,
             }),
         };
@@ -388,7 +412,7 @@ where
             .and_then(Option::take);
         let raw = match sample {
             Some(raw) => raw,
-            None => encode_raw_block((self.rows)(r), self.intern)?,
+            None => encode_raw_block((self.rows)(r), self.intern, items)?,
         };
         compress_block(raw, c, self.dict.is_some())
     }

@@ -239,6 +239,18 @@ impl AnyValue {
         }
     }
 
+    /// Appends [`to_query_string`](AnyValue::to_query_string) to `out`,
+    /// without allocating for the common scalar kinds.
+    pub fn write_query_string(&self, out: &mut String) {
+        match self {
+            AnyValue::Empty => {}
+            AnyValue::String(s) => out.push_str(s),
+            AnyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            AnyValue::Int(i) => push_decimal(out, *i),
+            v => out.push_str(&v.to_query_string()),
+        }
+    }
+
     /// Depth of nesting: a scalar is 0, an array of scalars is 1.
     pub fn depth(&self) -> usize {
         match self {
@@ -246,6 +258,27 @@ impl AnyValue {
             AnyValue::KvList(v) => 1 + v.iter().map(|kv| kv.value.depth()).max().unwrap_or(0),
             _ => 0,
         }
+    }
+}
+
+/// Appends `i` in decimal, as `i64::to_string` writes it.
+fn push_decimal(out: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
     }
 }
 
@@ -460,6 +493,29 @@ impl Overheads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_strings_written_in_place_match_the_allocating_ones() {
+        let values = [
+            AnyValue::Empty,
+            AnyValue::String("GET".into()),
+            AnyValue::Bool(true),
+            AnyValue::Bool(false),
+            AnyValue::Int(0),
+            AnyValue::Int(-7),
+            AnyValue::Int(500),
+            AnyValue::Int(i64::MIN),
+            AnyValue::Int(i64::MAX),
+            AnyValue::Double(-0.5),
+            AnyValue::Bytes(vec![0, 0xab]),
+            AnyValue::Array(vec![AnyValue::Int(1)]),
+        ];
+        for v in values {
+            let mut out = String::from("x=");
+            v.write_query_string(&mut out);
+            assert_eq!(out, format!("x={}", v.to_query_string()), "{v:?}");
+        }
+    }
 
     #[test]
     fn hex_ids_round_trip_and_reject_garbage() {
