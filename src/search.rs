@@ -201,6 +201,7 @@ struct Search<'a> {
     store: &'a Store,
     sealed: &'a [Arc<SealedSegment>],
     q: &'a TraceQuery,
+    /// First and last start time of the window, both included.
     window: (u64, u64),
     /// Only service and window are asked: a row decides without decoding.
     simple: bool,
@@ -216,7 +217,13 @@ impl<'a> Search<'a> {
         q: &'a TraceQuery,
         service: &str,
     ) -> Self {
-        let window = q.start.as_ref().map_or((0, u64::MAX), |w| (w.start, w.end));
+        // Held with an inclusive end, so that without a window a span
+        // starting at u64::MAX is in it; `None` when the window is empty.
+        let window = match &q.start {
+            None => Some((0, u64::MAX)),
+            Some(w) => (w.end > w.start).then(|| (w.start, w.end - 1)),
+        };
+        let (window, empty) = (window.unwrap_or((1, 0)), window.is_none());
         // Rows of the service "" also hold spans without a service name,
         // which the service "" does not match: those rows are checked.
         let simple = !service.is_empty()
@@ -231,7 +238,7 @@ impl<'a> Search<'a> {
             let Some(services) = &seg.services else {
                 continue;
             };
-            if seg.trailer.max_start < window.0 || seg.trailer.min_start >= window.1 {
+            if empty || seg.trailer.max_start < window.0 || seg.trailer.min_start > window.1 {
                 continue;
             }
             let Some(id) = services.id(service) else {
@@ -261,13 +268,13 @@ impl<'a> Search<'a> {
                 .collect();
             let (first, len) = services.rows[id];
             let (first, end) = (first as usize, (first + len) as usize);
-            // Rows are sorted by min start: skip those starting at or after
-            // the window's end.
+            // Rows are sorted by min start: skip those starting after the
+            // window's end.
             let (mut lo, mut hi) = (first, end);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
                 match seg.service_row(mid) {
-                    Ok(r) if r.min_start < window.1 => lo = mid + 1,
+                    Ok(r) if r.min_start <= window.1 => lo = mid + 1,
                     _ => hi = mid,
                 }
             }
@@ -362,7 +369,7 @@ impl<'a> Search<'a> {
         if self.seen.contains(&trace) {
             return Ok(());
         }
-        let certain = self.simple && (r.min_start >= self.window.0 || r.max_start < self.window.1);
+        let certain = self.simple && (r.min_start >= self.window.0 || r.max_start <= self.window.1);
         if !certain && !self.row_matches(&self.rows[cursor], &r, &trace)? {
             return Ok(());
         }
