@@ -7,7 +7,7 @@ use serde_json::json;
 use spanlog::{AttrFilter, MatchMode, Options, SpanKind, Store, TraceQuery, TraceSummary};
 
 use crate::error::{CliError, CliResult};
-use crate::format::{count, duration, json_object, pad, rfc3339_millis};
+use crate::format::{count, duration, json_object, pad, printable, rfc3339_millis};
 use crate::timearg::{parse_duration, parse_time};
 
 /// Widest the root span column gets before rows stop being aligned; longer
@@ -262,30 +262,31 @@ impl Row {
     /// A missing service reads `-`; when no span of the trace is without a
     /// parent, the earliest span stands in for the root and says so.
     fn of(t: &TraceSummary) -> Row {
+        let name = printable(&t.root_name);
         let root_name = if t.has_root {
-            t.root_name.clone()
+            name.into_owned()
         } else {
-            format!("{} (no root)", t.root_name)
+            format!("{name} (no root)")
         };
-        let services: Vec<&str> = t.services.iter().map(|s| service(s)).collect();
+        let services: Vec<String> = t.services.iter().map(|s| service(s)).collect();
         Row {
             trace_id: t.trace_id.to_string(),
             start: rfc3339_millis(t.start_time_unix_nano),
             duration: duration(t.duration_nanos()),
             spans: count(t.span_count),
             error: if t.has_error { "yes" } else { "no" },
-            root_service: service(&t.root_service).to_string(),
+            root_service: service(&t.root_service),
             root_name,
             services: services.join(", "),
         }
     }
 }
 
-fn service(name: &str) -> &str {
+fn service(name: &str) -> String {
     if name.is_empty() {
-        "-"
+        "-".into()
     } else {
-        name
+        printable(name).into_owned()
     }
 }
 

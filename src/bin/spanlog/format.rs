@@ -159,6 +159,26 @@ pub fn json_object(fields: &[(&str, serde_json::Value)]) -> String {
     out
 }
 
+/// `s` as it can be printed within a line of text: control characters,
+/// which would end the line, move the cursor or restyle a terminal, are
+/// written as Rust escapes (`\n`, `\t`, `\0`, `\u{1b}`); everything else
+/// is kept as it is. Stored names and messages are data from anywhere; the
+/// JSON outputs keep them exact.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Pads `s` with spaces to `width` characters (not bytes: names may hold
 /// any Unicode).
 pub fn pad(s: &str, width: usize) -> String {
@@ -188,6 +208,18 @@ mod tests {
         assert_eq!(
             rfc3339_millis(951_782_400_123_956_789),
             "2000-02-29T00:00:00.123Z"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert!(matches!(
+            printable("GET /ü 🦀"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("a\nb\r\t\0\u{1b}[2J\u{7f}\u{9b}"),
+            "a\\nb\\r\\t\\0\\u{1b}[2J\\u{7f}\\u{9b}"
         );
     }
 

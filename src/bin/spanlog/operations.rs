@@ -8,7 +8,7 @@ use spanlog::{Operation, Options, SpanKind, Store};
 
 use crate::error::CliResult;
 use crate::find::Kind;
-use crate::format::{json_object, pad};
+use crate::format::{json_object, pad, printable};
 
 /// Widest the name column gets before rows stop being aligned; longer
 /// names are printed whole rather than cut.
@@ -60,15 +60,16 @@ fn table(out: &mut dyn Write, ops: &[Operation], service: &str) -> CliResult {
         writeln!(out, "no operations of service {service:?}")?;
         return Ok(());
     }
-    let name_w = ops
+    let names: Vec<_> = ops.iter().map(|op| printable(&op.name)).collect();
+    let name_w = names
         .iter()
-        .map(|op| op.name.chars().count())
+        .map(|name| name.chars().count())
         .max()
         .unwrap_or(0)
         .clamp(4, MAX_NAME_COLUMN);
     writeln!(out, "{}  KIND", pad("NAME", name_w))?;
-    for op in ops {
-        writeln!(out, "{}  {}", pad(&op.name, name_w), op.kind.as_str())?;
+    for (op, name) in ops.iter().zip(&names) {
+        writeln!(out, "{}  {}", pad(name, name_w), op.kind.as_str())?;
     }
     Ok(())
 }

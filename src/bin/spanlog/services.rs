@@ -7,9 +7,12 @@ use serde_json::json;
 use spanlog::{Options, Store};
 
 use crate::error::CliResult;
-use crate::format::json_object;
+use crate::format::{json_object, printable};
 
 /// List every service of the store, sorted, one per line.
+///
+/// Control characters in a name (a newline, an escape sequence) are shown
+/// as escapes such as \n and \u{1b}; --json gives every name exactly.
 ///
 /// A span's service is its resource attribute service.name. Only the store's catalogs are read, never a data block. The store is
 /// opened read-only, so this works next to a running writer.
@@ -28,7 +31,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
         if args.json {
             writeln!(out, "{}", json_object(&[("service", json!(service))]))?;
         } else {
-            writeln!(out, "{service}")?;
+            writeln!(out, "{}", printable(&service))?;
         }
     }
     Ok(())

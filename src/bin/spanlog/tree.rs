@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use spanlog::{Span, StatusCode};
 
-use crate::format::{duration, pad, rfc3339};
+use crate::format::{duration, pad, printable, rfc3339};
 
 /// Widest the span column gets before rows stop being aligned; longer
 /// names are printed whole rather than cut.
@@ -26,8 +26,7 @@ pub fn render(out: &mut dyn Write, spans: &[Span]) -> io::Result<()> {
     let start = header(out, spans)?;
     let rows = rows(spans);
     let service_w = column_width(rows.iter().map(|r| service(r.span)), 7);
-    let span_w =
-        column_width(rows.iter().map(|r| r.prefix.clone() + &r.span.name), 4).min(MAX_SPAN_COLUMN);
+    let span_w = column_width(rows.iter().map(|r| span_column(r)), 4).min(MAX_SPAN_COLUMN);
     writeln!(
         out,
         "{}  {}  {:<11}{:>9} {:>10}  STATUS",
@@ -43,7 +42,7 @@ pub fn render(out: &mut dyn Write, spans: &[Span]) -> io::Result<()> {
             out,
             "{}  {}  {:<11}{:>9} {:>10}{}",
             pad(&service(s), service_w),
-            pad(&format!("{}{}", r.prefix, s.name), span_w),
+            pad(&span_column(r), span_w),
             s.kind.as_str(),
             duration(s.duration_nanos()),
             format!(
@@ -57,7 +56,12 @@ pub fn render(out: &mut dyn Write, spans: &[Span]) -> io::Result<()> {
 }
 
 fn service(s: &Span) -> String {
-    s.service_name().unwrap_or("-").to_string()
+    printable(s.service_name().unwrap_or("-")).into_owned()
+}
+
+/// The tree drawing and the span name.
+fn span_column(r: &Row<'_>) -> String {
+    format!("{}{}", r.prefix, printable(&r.span.name))
 }
 
 fn column_width(items: impl Iterator<Item = String>, min: usize) -> usize {
@@ -67,7 +71,7 @@ fn column_width(items: impl Iterator<Item = String>, min: usize) -> usize {
 fn status(s: &Span) -> String {
     match s.status.code {
         StatusCode::Error if s.status.message.is_empty() => "  ERROR".into(),
-        StatusCode::Error => format!("  ERROR: {}", s.status.message),
+        StatusCode::Error => format!("  ERROR: {}", printable(&s.status.message)),
         _ => String::new(),
     }
 }
