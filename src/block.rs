@@ -868,6 +868,40 @@ pub struct BlockView<'a> {
     resources: Vec<(usize, OnceCell<Arc<Resource>>)>,
     scopes: Vec<(usize, OnceCell<Arc<Scope>>)>,
     span_count: usize,
+    /// Resources and scopes already decoded from other blocks.
+    tables: Option<&'a TableCache>,
+}
+
+/// Resources and scopes decoded from the blocks of one segment, by
+/// content. Blocks repeat the same few, and decoding one allocates each of
+/// its strings; telling an entry's content needs no allocation per string.
+#[derive(Default)]
+pub struct TableCache {
+    entries: std::sync::Mutex<FastMap<Vec<u8>, Table>>,
+}
+
+#[derive(Clone)]
+enum Table {
+    Resource(Arc<Resource>),
+    Scope(Arc<Scope>),
+}
+
+/// Entries a [`TableCache`] holds at most; it starts afresh when full.
+const TABLE_CACHE_MAX: usize = 4096;
+
+impl TableCache {
+    fn get(&self, key: &[u8]) -> Option<Table> {
+        self.entries.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: Vec<u8>, t: Table) {
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= TABLE_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(key, t);
+        }
+    }
 }
 
 impl<'a> BlockView<'a> {
@@ -899,11 +933,41 @@ impl<'a> BlockView<'a> {
             resources: Vec::new(),
             scopes: Vec::new(),
             span_count: span_count as usize,
+            tables: None,
         };
         view.parse_strings()?;
         view.parse_runs()?;
         view.parse_tables()?;
         Ok(view)
+    }
+
+    /// Shares decoded resources and scopes through `cache`.
+    pub fn with_cache(mut self, cache: &'a TableCache) -> Self {
+        self.tables = Some(cache);
+        self
+    }
+
+    /// The content of a resource (`b'R'`) or scope (`b'S'`) entry at `at`
+    /// of its column, its strings resolved: equal contents, equal keys.
+    fn table_key(&self, kind: u8, at: usize) -> Option<Vec<u8>> {
+        let col = if kind == b'R' {
+            COL_RESOURCES
+        } else {
+            COL_SCOPES
+        };
+        let mut c = Cursor::new(self.cols[col]);
+        c.take(at).ok()?;
+        let dict = &self.strings;
+        let mut out = Vec::with_capacity(512);
+        out.push(kind);
+        if kind == b'S' {
+            canon_str(&mut c, dict, &mut out).ok()?;
+            canon_str(&mut c, dict, &mut out).ok()?;
+        }
+        canon_attrs(&mut c, dict, 0, &mut out).ok()?;
+        put_varint(&mut out, c.varint().ok()?);
+        canon_str(&mut c, dict, &mut out).ok()?;
+        Some(out)
     }
 
     fn cursor(&self, col: usize) -> ColCursor<'a> {
@@ -987,6 +1051,12 @@ impl<'a> BlockView<'a> {
         if let Some(r) = cell.get() {
             return Ok(r.clone());
         }
+        let key = self.tables.and_then(|_| self.table_key(b'R', *at));
+        if let (Some(cache), Some(key)) = (self.tables, &key) {
+            if let Some(Table::Resource(r)) = cache.get(key) {
+                return Ok(cell.get_or_init(|| r).clone());
+            }
+        }
         let mut c = self.cursor(COL_RESOURCES);
         c.take(*at)?;
         let r = Arc::new(Resource {
@@ -994,6 +1064,9 @@ impl<'a> BlockView<'a> {
             dropped_attributes_count: c.varint_u32()?,
             schema_url: c.string(&self.strings)?,
         });
+        if let (Some(cache), Some(key)) = (self.tables, key) {
+            cache.put(key, Table::Resource(r.clone()));
+        }
         Ok(cell.get_or_init(|| r).clone())
     }
 
@@ -1006,6 +1079,12 @@ impl<'a> BlockView<'a> {
         if let Some(s) = cell.get() {
             return Ok(s.clone());
         }
+        let key = self.tables.and_then(|_| self.table_key(b'S', *at));
+        if let (Some(cache), Some(key)) = (self.tables, &key) {
+            if let Some(Table::Scope(s)) = cache.get(key) {
+                return Ok(cell.get_or_init(|| s).clone());
+            }
+        }
         let mut c = self.cursor(COL_SCOPES);
         c.take(*at)?;
         let s = Arc::new(Scope {
@@ -1015,6 +1094,9 @@ impl<'a> BlockView<'a> {
             dropped_attributes_count: c.varint_u32()?,
             schema_url: c.string(&self.strings)?,
         });
+        if let (Some(cache), Some(key)) = (self.tables, key) {
+            cache.put(key, Table::Scope(s.clone()));
+        }
         Ok(cell.get_or_init(|| s).clone())
     }
 
@@ -1194,6 +1276,65 @@ fn read_value(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<A
         TAG_KVLIST => AnyValue::KvList(read_attrs(c, dict, depth + 1)?),
         t => return c.err(format!("unknown value tag {t}")),
     })
+}
+
+/// Appends a dictionary string referred to at `c` to `out`, length first.
+fn canon_str(c: &mut Cursor<'_>, dict: &[&str], out: &mut Vec<u8>) -> DecodeResult<()> {
+    let i = c.varint()?;
+    match dict.get(i as usize) {
+        Some(s) => {
+            put_bytes(out, s.as_bytes());
+            Ok(())
+        }
+        None => c.err(format!("string index {i} outside the dictionary")),
+    }
+}
+
+/// Appends an attribute list with its strings resolved.
+fn canon_attrs(
+    c: &mut Cursor<'_>,
+    dict: &[&str],
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> DecodeResult<()> {
+    let n = c.count(2)?;
+    put_varint(out, n as u64);
+    for _ in 0..n {
+        canon_str(c, dict, out)?;
+        canon_value(c, dict, depth, out)?;
+    }
+    Ok(())
+}
+
+/// Appends a value with its strings resolved.
+fn canon_value(
+    c: &mut Cursor<'_>,
+    dict: &[&str],
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> DecodeResult<()> {
+    if depth > MAX_VALUE_DEPTH {
+        return c.err(format!("values nested deeper than {MAX_VALUE_DEPTH}"));
+    }
+    let tag = c.u8()?;
+    out.push(tag);
+    match tag {
+        TAG_EMPTY | TAG_FALSE | TAG_TRUE => {}
+        TAG_STRING => canon_str(c, dict, out)?,
+        TAG_INT => put_varint(out, c.varint()?),
+        TAG_DOUBLE => out.extend_from_slice(c.take(8)?),
+        TAG_BYTES => put_bytes(out, c.bytes()?),
+        TAG_ARRAY => {
+            let n = c.count(1)?;
+            put_varint(out, n as u64);
+            for _ in 0..n {
+                canon_value(c, dict, depth + 1, out)?;
+            }
+        }
+        TAG_KVLIST => canon_attrs(c, dict, depth + 1, out)?,
+        t => return c.err(format!("unknown value tag {t}")),
+    }
+    Ok(())
 }
 
 fn skip_attrs(c: &mut Cursor<'_>, depth: usize) -> DecodeResult<()> {

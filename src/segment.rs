@@ -376,12 +376,16 @@ impl BlockSource {
     }
 
     fn view<'a>(
-        &self,
+        &'a self,
         meta: &BlockMeta,
         raw: &'a [u8],
         header: &BlockHeader,
     ) -> Result<BlockView<'a>> {
-        BlockView::parse(raw, header.span_count).map_err(|e| self.body_err(meta, e))
+        let view = BlockView::parse(raw, header.span_count).map_err(|e| self.body_err(meta, e))?;
+        Ok(match self {
+            BlockSource::Mapped(seg) => view.with_cache(&seg.tables),
+            BlockSource::File { .. } => view,
+        })
     }
 
     fn body_err(&self, meta: &BlockMeta, e: DecodeError) -> Error {
@@ -865,6 +869,8 @@ pub struct SealedSegment {
     map: Mmap,
     sections: Vec<(usize, usize)>,
     dict: Option<BlockDict>,
+    /// Resources and scopes decoded from this segment's blocks.
+    tables: crate::block::TableCache,
 }
 
 impl SealedSegment {
@@ -906,6 +912,7 @@ impl SealedSegment {
             map,
             sections,
             dict: None,
+            tables: Default::default(),
         };
         seg.blocks = seg.parse_blocks()?;
         seg.dict = seg

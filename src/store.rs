@@ -1059,6 +1059,14 @@ impl Inner {
     /// lock. Idempotent.
     fn close(&self) -> Result<()> {
         self.stop_maintainer();
+        // A compaction or retention another thread asked for must end
+        // before the lock is released: it would otherwise go on deleting
+        // and renaming files in a directory a new writer may have opened.
+        // A merge gives up at its next block once the stop flag is set.
+        let _serial = self
+            .maintenance_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let w = self.lock();
         if w.mode == Mode::Closed {
             return Ok(());
