@@ -7,7 +7,7 @@
 //! block and referenced by index; times are delta-encoded. The layout is
 //! specified byte for byte in `format-spec.md`, section "Block".
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -413,6 +413,9 @@ enum Owner {
     Span,
     Scope(usize),
 }
+
+/// The offset of a resource not located yet.
+const UNLOCATED: usize = usize::MAX;
 
 /// No index: marks an empty slot and a value that is not a string.
 const NO_INDEX: u32 = u32::MAX;
@@ -861,11 +864,15 @@ thread_local! {
 pub struct BlockView<'a> {
     cols: [&'a [u8]; COLUMN_COUNT],
     col_offsets: [usize; COLUMN_COUNT],
-    strings: Vec<&'a str>,
+    strings: Dict<'a>,
     runs: Vec<(TraceId, u32)>,
     /// Offsets of the table entries in their columns; entries are decoded
     /// on first use, since a lookup needs only the few its rows refer to.
-    resources: Vec<(usize, OnceCell<Arc<Resource>>)>,
+    /// Resources are located on first use too: a search reads the first
+    /// few rows' resources of a block, and resources are long.
+    resources: Vec<(Cell<usize>, OnceCell<Arc<Resource>>)>,
+    /// Resources located so far, and where the next one starts.
+    resources_located: Cell<(usize, usize)>,
     scopes: Vec<(usize, OnceCell<Arc<Scope>>)>,
     span_count: usize,
     /// Resources and scopes already decoded from other blocks.
@@ -928,9 +935,10 @@ impl<'a> BlockView<'a> {
         let mut view = BlockView {
             cols,
             col_offsets,
-            strings: Vec::new(),
+            strings: Dict::default(),
             runs: Vec::new(),
             resources: Vec::new(),
+            resources_located: Cell::new((0, 0)),
             scopes: Vec::new(),
             span_count: span_count as usize,
             tables: None,
@@ -982,9 +990,10 @@ impl<'a> BlockView<'a> {
         let n = c.count(1)?;
         let mut strings = Vec::with_capacity(n);
         for _ in 0..n {
-            strings.push(c.str()?);
+            let at = c.base + c.position();
+            strings.push((c.bytes()?, at, Cell::new(None)));
         }
-        self.strings = strings;
+        self.strings = Dict(strings);
         c.finish()
     }
 
@@ -1016,18 +1025,18 @@ impl<'a> BlockView<'a> {
         c.finish()
     }
 
-    /// Finds where each resource and scope starts; decoding waits for use.
+    /// Finds where each scope starts, and how many resources there are;
+    /// decoding waits for use.
     fn parse_tables(&mut self) -> DecodeResult<()> {
         let mut c = self.cursor(COL_RESOURCES);
         let n = c.count(3)?;
-        for _ in 0..n {
-            self.resources.push((c.position(), OnceCell::new()));
-            let r = skip_attrs(&mut c, 0)
-                .and_then(|_| c.varint())
-                .and_then(|_| c.varint());
-            c.rebase(r)?;
+        self.resources = (0..n)
+            .map(|_| (Cell::new(UNLOCATED), OnceCell::new()))
+            .collect();
+        self.resources_located = Cell::new((0, c.position()));
+        if n == 0 {
+            c.finish()?;
         }
-        c.finish()?;
         let mut c = self.cursor(COL_SCOPES);
         let n = c.count(5)?;
         for _ in 0..n {
@@ -1042,12 +1051,36 @@ impl<'a> BlockView<'a> {
         c.finish()
     }
 
-    fn resource(&self, i: usize) -> DecodeResult<Arc<Resource>> {
+    /// Where resource `i` starts in its column, and its decoded form.
+    fn resource_entry(&self, i: usize) -> DecodeResult<(usize, &OnceCell<Arc<Resource>>)> {
         let Some((at, cell)) = self.resources.get(i) else {
             return self
                 .cursor(COL_RESOURCES)
                 .err(format!("resource {i} not in the block's table"));
         };
+        if at.get() == UNLOCATED {
+            let (mut done, pos) = self.resources_located.get();
+            let mut c = self.cursor(COL_RESOURCES);
+            c.take(pos)?;
+            while done <= i {
+                self.resources[done].0.set(c.position());
+                let r = skip_attrs(&mut c, 0)
+                    .and_then(|_| c.varint())
+                    .and_then(|_| c.varint());
+                c.rebase(r)?;
+                done += 1;
+            }
+            if done == self.resources.len() {
+                c.finish()?;
+            }
+            self.resources_located.set((done, c.position()));
+        }
+        Ok((at.get(), cell))
+    }
+
+    fn resource(&self, i: usize) -> DecodeResult<Arc<Resource>> {
+        let (at, cell) = self.resource_entry(i)?;
+        let at = &at;
         if let Some(r) = cell.get() {
             return Ok(r.clone());
         }
@@ -1098,6 +1131,33 @@ impl<'a> BlockView<'a> {
             cache.put(key, Table::Scope(s.clone()));
         }
         Ok(cell.get_or_init(|| s).clone())
+    }
+
+    /// The service of resource `i`, as [`Resource::service_name`] gives
+    /// it, found in the encoded attributes without decoding them.
+    fn service(&self, i: usize) -> DecodeResult<Option<&'a str>> {
+        let (at, cell) = self.resource_entry(i)?;
+        let at = &at;
+        if let Some(r) = cell.get() {
+            if r.service_name().is_none() {
+                return Ok(None);
+            }
+        }
+        let mut c = self.cursor(COL_RESOURCES);
+        c.take(*at)?;
+        let dict = &self.strings;
+        let r = (|| {
+            for _ in 0..c.count(2)? {
+                let key = c.varint().and_then(|k| dict.get(&c, k))?;
+                if key == "service.name" && c.peek_u8() == Some(TAG_STRING) {
+                    c.u8()?;
+                    return c.varint().and_then(|v| dict.get(&c, v)).map(Some);
+                }
+                skip_value(&mut c, 0)?;
+            }
+            Ok(None)
+        })();
+        c.rebase(r)
     }
 
     /// Number of spans in the block.
@@ -1158,8 +1218,11 @@ impl<'a> BlockView<'a> {
         Ok(false)
     }
 
-    /// Decodes every row.
+    /// Decodes every row, after checking the whole resource table.
     pub fn all(&self) -> DecodeResult<Vec<Span>> {
+        if let Some(last) = self.resources.len().checked_sub(1) {
+            self.resource_entry(last)?;
+        }
         self.rows(0..self.span_count)
     }
 
@@ -1203,35 +1266,58 @@ impl<'a> ColCursor<'a> {
         }
     }
 
-    fn str_ref(&mut self, dict: &[&'a str]) -> DecodeResult<&'a str> {
-        let r = self.c.varint().and_then(|i| match dict.get(i as usize) {
-            Some(s) => Ok(*s),
-            None => self.c.err(format!(
-                "string index {i} outside a dictionary of {}",
-                dict.len()
-            )),
-        });
+    fn str_ref(&mut self, dict: &Dict<'a>) -> DecodeResult<&'a str> {
+        let r = self.c.varint().and_then(|i| dict.get(&self.c, i));
         self.rebase(r)
     }
 
-    fn string(&mut self, dict: &[&str]) -> DecodeResult<String> {
-        let r = self.c.varint().and_then(|i| match dict.get(i as usize) {
-            Some(s) => Ok((*s).to_string()),
-            None => self.c.err(format!(
-                "string index {i} outside a dictionary of {}",
-                dict.len()
-            )),
-        });
+    fn string(&mut self, dict: &Dict<'_>) -> DecodeResult<String> {
+        let r = self
+            .c
+            .varint()
+            .and_then(|i| dict.get(&self.c, i))
+            .map(str::to_string);
         self.rebase(r)
     }
 
-    fn attrs(&mut self, dict: &[&str], depth: usize) -> DecodeResult<Vec<KeyValue>> {
+    fn attrs(&mut self, dict: &Dict<'_>, depth: usize) -> DecodeResult<Vec<KeyValue>> {
         let r = read_attrs(&mut self.c, dict, depth);
         self.rebase(r)
     }
 }
 
-fn read_attrs(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<Vec<KeyValue>> {
+/// A block's string dictionary: each entry with its offset in the body.
+/// An entry is checked to be UTF-8 when first used rather than when the
+/// block is parsed: a search reads few of a block's strings.
+#[derive(Default)]
+struct Dict<'a>(Vec<(&'a [u8], usize, Cell<Option<&'a str>>)>);
+
+impl<'a> Dict<'a> {
+    /// Entry `i`; an error (at `c`'s position, which refers to it) when
+    /// there is none or it is not UTF-8.
+    fn get(&self, c: &Cursor<'_>, i: u64) -> DecodeResult<&'a str> {
+        let Some((bytes, at, checked)) = self.0.get(i as usize) else {
+            return c.err(format!(
+                "string index {i} outside a dictionary of {}",
+                self.0.len()
+            ));
+        };
+        if let Some(s) = checked.get() {
+            return Ok(s);
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                checked.set(Some(s));
+                Ok(s)
+            }
+            Err(e) => c.err(format!(
+                "dictionary string {i} (body offset {at}) is not UTF-8: {e}"
+            )),
+        }
+    }
+}
+
+fn read_attrs(c: &mut Cursor<'_>, dict: &Dict<'_>, depth: usize) -> DecodeResult<Vec<KeyValue>> {
     let n = c.count(2)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -1242,18 +1328,12 @@ fn read_attrs(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<V
     Ok(out)
 }
 
-fn dict_str(c: &mut Cursor<'_>, dict: &[&str]) -> DecodeResult<String> {
+fn dict_str(c: &mut Cursor<'_>, dict: &Dict<'_>) -> DecodeResult<String> {
     let i = c.varint()?;
-    match dict.get(i as usize) {
-        Some(s) => Ok((*s).to_string()),
-        None => c.err(format!(
-            "string index {i} outside a dictionary of {}",
-            dict.len()
-        )),
-    }
+    dict.get(c, i).map(str::to_string)
 }
 
-fn read_value(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<AnyValue> {
+fn read_value(c: &mut Cursor<'_>, dict: &Dict<'_>, depth: usize) -> DecodeResult<AnyValue> {
     if depth > MAX_VALUE_DEPTH {
         return c.err(format!("values nested deeper than {MAX_VALUE_DEPTH}"));
     }
@@ -1279,21 +1359,16 @@ fn read_value(c: &mut Cursor<'_>, dict: &[&str], depth: usize) -> DecodeResult<A
 }
 
 /// Appends a dictionary string referred to at `c` to `out`, length first.
-fn canon_str(c: &mut Cursor<'_>, dict: &[&str], out: &mut Vec<u8>) -> DecodeResult<()> {
+fn canon_str(c: &mut Cursor<'_>, dict: &Dict<'_>, out: &mut Vec<u8>) -> DecodeResult<()> {
     let i = c.varint()?;
-    match dict.get(i as usize) {
-        Some(s) => {
-            put_bytes(out, s.as_bytes());
-            Ok(())
-        }
-        None => c.err(format!("string index {i} outside the dictionary")),
-    }
+    put_bytes(out, dict.get(c, i)?.as_bytes());
+    Ok(())
 }
 
 /// Appends an attribute list with its strings resolved.
 fn canon_attrs(
     c: &mut Cursor<'_>,
-    dict: &[&str],
+    dict: &Dict<'_>,
     depth: usize,
     out: &mut Vec<u8>,
 ) -> DecodeResult<()> {
@@ -1309,7 +1384,7 @@ fn canon_attrs(
 /// Appends a value with its strings resolved.
 fn canon_value(
     c: &mut Cursor<'_>,
-    dict: &[&str],
+    dict: &Dict<'_>,
     depth: usize,
     out: &mut Vec<u8>,
 ) -> DecodeResult<()> {
@@ -1380,7 +1455,9 @@ pub struct RowHead<'a> {
     pub end: u64,
     pub kind: SpanKind,
     pub status: StatusCode,
-    pub resource: Arc<Resource>,
+    /// The `service.name` of the span's resource, read without decoding
+    /// the resource.
+    pub service: Option<&'a str>,
 }
 
 struct Rows<'v, 'a> {
@@ -1504,7 +1581,7 @@ impl<'v, 'a> Rows<'v, 'a> {
             end,
             kind,
             status,
-            resource: self.view.resource(r)?,
+            service: self.view.service(r)?,
         };
         if !pre(&head) {
             self.skip_tail()?;
@@ -1527,7 +1604,7 @@ impl<'v, 'a> Rows<'v, 'a> {
                 code: status,
                 message: message.to_string(),
             },
-            resource: head.resource,
+            resource: self.view.resource(r)?,
             scope: self.view.scope(sc)?,
             ..Span::default()
         };

@@ -88,6 +88,12 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
+    /// The next byte, without consuming it.
+    #[inline]
+    pub fn peek_u8(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
     #[inline]
     pub fn u8(&mut self) -> DecodeResult<u8> {
         Ok(self.take(1)?[0])

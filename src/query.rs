@@ -228,7 +228,7 @@ impl TraceQuery {
     /// True when a span with this head may match: every condition but
     /// the attributes holds (as [`TraceQuery::span_matches_fields`]).
     pub fn head_matches(&self, h: &crate::block::RowHead) -> bool {
-        self.service_is(h.resource.service_name())
+        self.service_is(h.service)
             && self.operation.as_deref().is_none_or(|want| h.name == want)
             && self.kind.is_none_or(|k| h.kind == k)
             && self.in_window(h.start)
