@@ -991,7 +991,11 @@ impl<'a> BlockView<'a> {
         let mut strings = Vec::with_capacity(n);
         for _ in 0..n {
             let at = c.base + c.position();
-            strings.push((c.bytes()?, at, Cell::new(None)));
+            strings.push(DictEntry {
+                bytes: c.bytes()?,
+                at,
+                checked: Cell::new(None),
+            });
         }
         self.strings = Dict(strings);
         c.finish()
@@ -1290,13 +1294,21 @@ impl<'a> ColCursor<'a> {
 /// An entry is checked to be UTF-8 when first used rather than when the
 /// block is parsed: a search reads few of a block's strings.
 #[derive(Default)]
-struct Dict<'a>(Vec<(&'a [u8], usize, Cell<Option<&'a str>>)>);
+struct Dict<'a>(Vec<DictEntry<'a>>);
+
+/// A dictionary string as stored, where it lies, and the string once
+/// checked.
+struct DictEntry<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    checked: Cell<Option<&'a str>>,
+}
 
 impl<'a> Dict<'a> {
     /// Entry `i`; an error (at `c`'s position, which refers to it) when
     /// there is none or it is not UTF-8.
     fn get(&self, c: &Cursor<'_>, i: u64) -> DecodeResult<&'a str> {
-        let Some((bytes, at, checked)) = self.0.get(i as usize) else {
+        let Some(DictEntry { bytes, at, checked }) = self.0.get(i as usize) else {
             return c.err(format!(
                 "string index {i} outside a dictionary of {}",
                 self.0.len()
