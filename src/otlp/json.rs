@@ -45,9 +45,61 @@ pub fn from_json(v: &Value) -> Result<Vec<Span>> {
 
 /// [`from_json`] from JSON text.
 pub fn from_json_str(s: &str) -> Result<Vec<Span>> {
-    let v: Value = serde_json::from_str(s)
-        .map_err(|e| Error::InvalidInput(format!("invalid OTLP/JSON: {e}")))?;
+    let invalid = |e: String| Error::InvalidInput(format!("invalid OTLP/JSON: {e}"));
+    // serde_json's own limit (128 levels) is below what values nested
+    // MAX_VALUE_DEPTH deep take (three levels each), so it is replaced by
+    // this check, made before any recursion.
+    let depth = json_depth(s.as_bytes());
+    if depth > MAX_JSON_DEPTH {
+        return Err(invalid(format!(
+            "nested {depth} levels deep, more than {MAX_JSON_DEPTH}"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_str(s);
+    de.disable_recursion_limit();
+    let mut values = de.into_iter::<Value>();
+    let v = match values.next() {
+        Some(v) => v.map_err(|e| invalid(e.to_string()))?,
+        None => return Err(invalid("empty document".into())),
+    };
+    if let Some(next) = values.next() {
+        let detail = next
+            .err()
+            .map_or("trailing characters".into(), |e| e.to_string());
+        return Err(invalid(detail));
+    }
     from_json(&v)
+}
+
+/// Deepest JSON nesting accepted: values nested [`MAX_VALUE_DEPTH`] deep,
+/// three levels each, inside the levels of `TracesData` around them.
+const MAX_JSON_DEPTH: usize = 3 * MAX_VALUE_DEPTH + 32;
+
+/// The deepest nesting of arrays and objects in `text`, brackets inside
+/// strings aside.
+fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 // ---- writing -------------------------------------------------------------
