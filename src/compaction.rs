@@ -85,6 +85,21 @@ fn tier(bytes: u64, fan_in: usize) -> u32 {
 /// Decides, from the segment list alone, what to drop (retention) and what
 /// to merge. `full` merges every window's segments into one.
 pub fn plan(segments: &[SegmentStat], policy: &Policy, now: u64, full: bool) -> Plan {
+    plan_erasing(segments, policy, now, full, &[])
+}
+
+/// As [`plan`], and every segment of `erase` (segments that hold spans of
+/// erased traces, format-spec 7.12) that retention keeps is rewritten even
+/// when the policy would leave it: merged with the rest of its window by a
+/// full compaction, otherwise with the other such segments of its window
+/// and size tier, or alone.
+pub fn plan_erasing(
+    segments: &[SegmentStat],
+    policy: &Policy,
+    now: u64,
+    full: bool,
+    erase: &[u64],
+) -> Plan {
     let mut out = Plan::default();
     let window = |s: &SegmentStat| s.min_start / policy.window_nanos.max(1);
     let mut keep: Vec<&SegmentStat> = segments.iter().collect();
@@ -114,9 +129,10 @@ pub fn plan(segments: &[SegmentStat], policy: &Policy, now: u64, full: bool) -> 
             }
         }
     }
+    let erasing = |s: &&SegmentStat| erase.contains(&s.id);
     for segs in windows.values() {
         if full {
-            if segs.len() > 1 {
+            if segs.len() > 1 || segs.iter().any(erasing) {
                 out.merges.push(sorted_ids(segs));
             }
             continue;
@@ -131,6 +147,9 @@ pub fn plan(segments: &[SegmentStat], policy: &Policy, now: u64, full: bool) -> 
         for group in tiers.values() {
             if group.len() >= policy.fan_in.max(2) {
                 out.merges.push(sorted_ids(group));
+            } else if group.iter().any(erasing) {
+                let rewrite: Vec<&SegmentStat> = group.iter().copied().filter(erasing).collect();
+                out.merges.push(sorted_ids(&rewrite));
             }
         }
     }
@@ -225,6 +244,8 @@ pub struct MergeStats {
     pub spans_in: u64,
     pub spans_out: u64,
     pub duplicates: u64,
+    /// Spans left out because their trace was erased (format-spec 7.12).
+    pub erased: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -256,6 +277,30 @@ pub fn merge_unless(
     opts: &MergeOptions,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(Arc<SealedSegment>, MergeStats)> {
+    let (out, stats) = merge_erasing(dir, id, inputs, opts, cancelled, &|_, _| false, false)?;
+    let out =
+        out.ok_or_else(|| Error::InvalidInput("a merge erasing nothing wrote nothing".into()))?;
+    Ok((out, stats))
+}
+
+/// As [`merge_unless`], leaving out every span for which `erased(span,
+/// input id)` is true (format-spec 7.12). When that leaves no span of
+/// inputs that had some, no file is written and the output is `None`: the
+/// inputs hold nothing but erased spans.
+///
+/// With `fresh_dict`, the output does not reuse an input's dictionary,
+/// which was trained on the input's spans and may hold fragments of the
+/// erased ones: a new one is trained on a sample of the inputs' blocks
+/// without them.
+pub fn merge_erasing(
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<SealedSegment>],
+    opts: &MergeOptions,
+    cancelled: &dyn Fn() -> bool,
+    erased: &dyn Fn(&Span, u64) -> bool,
+    fresh_dict: bool,
+) -> Result<(Option<Arc<SealedSegment>>, MergeStats)> {
     let mut whole = vec![false; inputs.len()];
     loop {
         let mut seg = ActiveSegment::create_temp(dir, id)?;
@@ -268,7 +313,15 @@ pub fn merge_unless(
             .collect();
         seg.supersedes.sort_unstable();
         seg.supersedes.dedup();
-        let r = match fill(&mut seg, inputs, &whole, opts, cancelled) {
+        let r = match fill(
+            &mut seg, inputs, &whole, opts, cancelled, erased, fresh_dict,
+        ) {
+            Ok(Filled::Done(stats)) if stats.spans_out == 0 && stats.erased > 0 => {
+                drop(seg);
+                std::fs::remove_file(temp.as_path())
+                    .map_err(|e| Error::io(temp.as_path(), "remove unfinished merge", e))?;
+                return Ok((None, stats));
+            }
             Ok(Filled::Done(stats)) => seg.seal(dir).map(|path| (path, stats)),
             Ok(Filled::Unsorted(i)) if !whole[i] => {
                 drop(seg);
@@ -291,7 +344,7 @@ pub fn merge_unless(
             Ok((path, mut stats)) => {
                 let out = SealedSegment::open(&path)?;
                 stats.bytes_out = out.file_len();
-                Ok((Arc::new(out), stats))
+                Ok((Some(Arc::new(out)), stats))
             }
             Err(e) => {
                 let _ = std::fs::remove_file(temp.as_path());
@@ -314,16 +367,22 @@ fn fill(
     whole: &[bool],
     opts: &MergeOptions,
     cancelled: &dyn Fn() -> bool,
+    erased: &dyn Fn(&Span, u64) -> bool,
+    fresh_dict: bool,
 ) -> Result<Filled> {
-    // The dictionary of the largest input serves the output: the inputs'
-    // data is alike, and training again would cost more than it saves.
-    let dict = inputs
-        .iter()
-        .max_by_key(|s| s.blocks.len())
-        .and_then(|s| s.dict_bytes())
-        .map(<[u8]>::to_vec);
     let path = seg.path.clone();
     let io = |e| Error::io(path.as_path(), "encode merged block", e);
+    // The dictionary of the largest input serves the output: the inputs'
+    // data is alike, and training again would cost more than it saves.
+    let dict = if fresh_dict {
+        train_without(inputs, erased)?
+    } else {
+        inputs
+            .iter()
+            .max_by_key(|s| s.blocks.len())
+            .and_then(|s| s.dict_bytes())
+            .map(<[u8]>::to_vec)
+    };
     let mut compressor = match &dict {
         Some(d) => zstd::bulk::Compressor::with_dictionary(opts.level, d),
         None => zstd::bulk::Compressor::new(opts.level),
@@ -369,6 +428,10 @@ fn fill(
             heap.push(Reverse((key(h), i)));
         }
         stats.spans_in += 1;
+        if erased(&span, inputs[i].id) {
+            stats.erased += 1;
+            continue;
+        }
         if run.first().is_some_and(|r| key(r) != k) {
             run.clear();
         }
@@ -394,6 +457,34 @@ fn fill(
         write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
     }
     Ok(Filled::Done(stats))
+}
+
+/// Blocks sampled to train a merge's own dictionary, as for a sealed
+/// segment (format-spec 7.6 step 4).
+const DICT_SAMPLES: usize = 64;
+
+/// A dictionary trained on up to 64 blocks spread evenly over the inputs,
+/// their erased spans left out.
+fn train_without(
+    inputs: &[Arc<SealedSegment>],
+    erased: &dyn Fn(&Span, u64) -> bool,
+) -> Result<Option<Vec<u8>>> {
+    let blocks: Vec<(&Arc<SealedSegment>, &crate::segment::BlockMeta)> = inputs
+        .iter()
+        .flat_map(|s| s.blocks.iter().map(move |b| (s, b)))
+        .collect();
+    let step = blocks.len().div_ceil(DICT_SAMPLES).max(1);
+    let mut bodies = Vec::new();
+    for (seg, meta) in blocks.iter().step_by(step) {
+        let spans = BlockSource::Mapped((*seg).clone()).all_spans(meta)?;
+        let kept: Vec<&Span> = spans.iter().filter(|s| !erased(s, seg.id)).collect();
+        if !kept.is_empty() {
+            let raw = encode_raw_block(kept, INTERN_MAX_LEN, &mut Default::default())
+                .map_err(|e| Error::io(&seg.path, "encode dictionary sample", e))?;
+            bodies.push(raw.raw);
+        }
+    }
+    Ok(crate::dict::train(&bodies))
 }
 
 fn write_block(
@@ -500,6 +591,37 @@ mod tests {
         assert_eq!(plan(&segs, &pol, now, false).drops, vec![1, 2, 3]);
         pol.max_total_bytes = Some(50 * MIB);
         assert!(plan(&segs, &pol, now, false).drops.is_empty());
+    }
+
+    #[test]
+    fn segments_holding_erased_traces_are_rewritten() {
+        let segs = vec![
+            seg(1, 16, 0),
+            seg(2, 16, 0),
+            seg(3, 200, 0),
+            seg(4, 16, 1),
+            seg(5, 16, 2),
+        ];
+        // Nothing to merge by policy: each erasing segment is rewritten,
+        // with the others of its window and tier that erase too.
+        assert!(plan(&segs, &policy(), 0, false).is_empty());
+        let p = plan_erasing(&segs, &policy(), 0, false, &[1, 2, 3, 5]);
+        assert_eq!(p.merges, vec![vec![1, 2], vec![3], vec![5]]);
+        // A full compaction merges each window anyway; a window of one
+        // segment is rewritten only when it erases.
+        let p = plan_erasing(&segs, &policy(), 0, true, &[5]);
+        assert_eq!(p.merges, vec![vec![1, 2, 3], vec![5]]);
+        // A group the policy merges already covers its erasing segments;
+        // a dropped segment needs no rewrite.
+        let mut four: Vec<SegmentStat> = (1..=4).map(|i| seg(i, 16, 0)).collect();
+        four.push(seg(9, 16, 5));
+        let mut pol = policy();
+        pol.max_age_nanos = Some(HOUR);
+        let p = plan_erasing(&four, &pol, 5 * HOUR + 10, false, &[2, 9]);
+        assert_eq!(p.drops, vec![1, 2, 3, 4]);
+        assert_eq!(p.merges, vec![vec![9]]);
+        let p = plan_erasing(&four, &policy(), 0, false, &[2]);
+        assert_eq!(p.merges, vec![vec![1, 2, 3, 4]]);
     }
 
     #[test]

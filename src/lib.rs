@@ -24,6 +24,7 @@ pub mod search;
 pub mod segment;
 pub mod span;
 pub mod store;
+pub mod tombstone;
 pub mod verify;
 
 pub use error::{Error, Result};

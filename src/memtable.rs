@@ -123,6 +123,11 @@ impl Memtable {
         self.bytes
     }
 
+    /// True when the table holds a span of `trace`.
+    pub fn holds(&self, trace: &TraceId) -> bool {
+        self.by_trace.contains_key(trace)
+    }
+
     /// Copies of the spans of `trace`.
     pub fn trace(&self, trace: &TraceId) -> impl Iterator<Item = Span> + '_ {
         let rows = self.by_trace.get(trace).map_or(&[][..], Vec::as_slice);
@@ -193,9 +198,33 @@ pub fn write_segment(
     table: &Memtable,
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
+    write_rows(dir, id, table, sorted_rows(table, &|_| false), layout)
+}
+
+/// As [`write_segment`], leaving out the spans `erased` says are erased
+/// (format-spec 7.12); `None`, and no file, when that leaves none of a
+/// table that had spans.
+pub fn write_segment_erasing(
+    dir: &Path,
+    id: u64,
+    table: &Memtable,
+    layout: &mut SegmentLayout,
+    erased: &dyn Fn(&Span) -> bool,
+) -> Result<Option<Arc<SealedSegment>>> {
+    let order = sorted_rows(table, erased);
+    if order.is_empty() && !table.is_empty() {
+        return Ok(None);
+    }
+    write_rows(dir, id, table, order, layout).map(Some)
+}
+
+/// Positions of the table's spans not `erased`, sorted by (trace, start,
+/// span id).
+fn sorted_rows(table: &Memtable, erased: &dyn Fn(&Span) -> bool) -> Vec<u32> {
     // Sorting flat keys is far cheaper than chasing every span through the
     // table on each comparison.
     let mut keys: Vec<(u128, u64, u64, u32)> = (0..table.len())
+        .filter(|i| !erased(table.get(*i)))
         .map(|i| {
             let s = table.get(i);
             let span = u64::from_be_bytes(s.span_id.0);
@@ -208,7 +237,16 @@ pub fn write_segment(
         })
         .collect();
     keys.sort_unstable();
-    let order: Vec<u32> = keys.into_iter().map(|k| k.3).collect();
+    keys.into_iter().map(|k| k.3).collect()
+}
+
+fn write_rows(
+    dir: &Path,
+    id: u64,
+    table: &Memtable,
+    order: Vec<u32>,
+    layout: &mut SegmentLayout,
+) -> Result<Arc<SealedSegment>> {
     let ranges = partition(table, &order, layout.block_bytes.max(1));
     let mut seg = ActiveSegment::create_temp(dir, id)?;
     let temp = seg.path.clone();

@@ -24,6 +24,7 @@ use crate::query::{
 use crate::segment::{BlockMeta, BlockSource, SealedSegment};
 use crate::span::{Span, SpanKind, TraceId};
 use crate::store::Store;
+use crate::tombstone::TombSet;
 
 /// A trace that may match, and a time its start is certainly not after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,13 +47,17 @@ fn drives(q: &TraceQuery, s: &Span) -> bool {
     }
 }
 
-/// Candidates among spans held in memory.
+/// Candidates among spans held in memory, given with the ids of their
+/// tables' logs; erased spans are left out.
 pub(crate) fn memory_candidates<'a>(
-    tables: impl Iterator<Item = &'a Memtable>,
+    tables: impl Iterator<Item = (u64, &'a Memtable)>,
     q: &TraceQuery,
+    tombs: &TombSet,
 ) -> Vec<Candidate> {
     tables
-        .flat_map(|t| t.spans())
+        .flat_map(|(id, t)| t.spans().map(move |s| (id, s)))
+        .filter(|(id, s)| !tombs.hides(&s.trace_id, *id))
+        .map(|(_, s)| s)
         .filter(|s| drives(q, s))
         .map(|s| Candidate {
             bound: s.start_time_unix_nano,
@@ -94,8 +99,12 @@ fn block_may_drive(q: &TraceQuery, seg: &SealedSegment, i: usize, b: &BlockMeta)
 }
 
 /// Candidates in sealed segments, found by decoding the blocks that may
-/// hold a driving span.
-fn sealed_candidates(sealed: &[Arc<SealedSegment>], q: &TraceQuery) -> Result<Vec<Candidate>> {
+/// hold a driving span; erased spans are left out.
+fn sealed_candidates(
+    sealed: &[Arc<SealedSegment>],
+    q: &TraceQuery,
+    tombs: &TombSet,
+) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for seg in sealed {
         if let Some(w) = &q.start {
@@ -109,7 +118,7 @@ fn sealed_candidates(sealed: &[Arc<SealedSegment>], q: &TraceQuery) -> Result<Ve
                 continue;
             }
             for s in src.all_spans(b)? {
-                if drives(q, &s) {
+                if drives(q, &s) && !tombs.hides(&s.trace_id, seg.id) {
                     out.push(Candidate {
                         bound: s.start_time_unix_nano,
                         trace: s.trace_id,
@@ -122,16 +131,20 @@ fn sealed_candidates(sealed: &[Arc<SealedSegment>], q: &TraceQuery) -> Result<Ve
 }
 
 /// Answers a validated query over sealed segments and the memory
-/// candidates taken under the store's lock.
+/// candidates taken under the store's lock, with the tombstones of that
+/// moment.
 pub(crate) fn find(
     store: &Store,
     sealed: &[Arc<SealedSegment>],
     candidates: Vec<Candidate>,
     q: &TraceQuery,
+    tombs: &TombSet,
 ) -> Result<Vec<TraceSummary>> {
     match (&q.service, q.mode) {
-        (Some(service), MatchMode::Span) => Search::new(store, sealed, q, service).run(candidates),
-        _ => find_by_decoding(store, sealed, candidates, q),
+        (Some(service), MatchMode::Span) => {
+            Search::new(store, sealed, q, service, tombs).run(candidates)
+        }
+        _ => find_by_decoding(store, sealed, candidates, q, tombs),
     }
 }
 
@@ -143,8 +156,9 @@ fn find_by_decoding(
     sealed: &[Arc<SealedSegment>],
     mut candidates: Vec<Candidate>,
     q: &TraceQuery,
+    tombs: &TombSet,
 ) -> Result<Vec<TraceSummary>> {
-    candidates.extend(sealed_candidates(sealed, q)?);
+    candidates.extend(sealed_candidates(sealed, q, tombs)?);
     // Highest bound first; a trace's first appearance carries its best
     // bound, and later ones are skipped.
     candidates.sort_unstable_by(|a, b| b.bound.cmp(&a.bound).then(a.trace.cmp(&b.trace)));
@@ -201,6 +215,7 @@ struct Search<'a> {
     store: &'a Store,
     sealed: &'a [Arc<SealedSegment>],
     q: &'a TraceQuery,
+    tombs: &'a TombSet,
     /// First and last start time of the window, both included.
     window: (u64, u64),
     /// Only service and window are asked: a row decides without decoding.
@@ -216,6 +231,7 @@ impl<'a> Search<'a> {
         sealed: &'a [Arc<SealedSegment>],
         q: &'a TraceQuery,
         service: &str,
+        tombs: &'a TombSet,
     ) -> Self {
         // Held with an inclusive end, so that without a window a span
         // starting at u64::MAX is in it; `None` when the window is empty.
@@ -291,6 +307,7 @@ impl<'a> Search<'a> {
             store,
             sealed,
             q,
+            tombs,
             window,
             simple,
             rows,
@@ -326,7 +343,7 @@ impl<'a> Search<'a> {
             .filter(|s| s.services.is_none())
             .cloned()
             .collect();
-        candidates.extend(sealed_candidates(&old, self.q)?);
+        candidates.extend(sealed_candidates(&old, self.q, self.tombs)?);
         candidates.sort_unstable_by(|a, b| a.bound.cmp(&b.bound).then(b.trace.cmp(&a.trace)));
         loop {
             let row = self.newest_row()?;
@@ -366,7 +383,9 @@ impl<'a> Search<'a> {
             return Ok(());
         }
         let trace = seg.trace_index().trace_at(r.trace as usize);
-        if self.seen.contains(&trace) {
+        // Erased here: the trace's spans in other segments have rows of
+        // their own.
+        if self.seen.contains(&trace) || self.tombs.hides(&trace, seg.id) {
             return Ok(());
         }
         let certain = self.simple && (r.min_start >= self.window.0 || r.max_start <= self.window.1);
@@ -416,11 +435,11 @@ impl<'a> Search<'a> {
 pub(crate) fn summarize(store: &Store, trace: TraceId) -> Result<Option<TraceSummary>> {
     // The segments and the memory spans must be read at one moment: a
     // table sealed in between would be in neither.
-    let (sealed, mem) = loop {
+    let (sealed, mem, tombs) = loop {
         let before = store.sealed_segments();
-        let mem = store.memory_spans(trace)?;
+        let (mem, tombs) = store.memory_spans(trace)?;
         if Arc::ptr_eq(&before, &store.sealed_segments()) {
-            break (before, mem);
+            break (before, mem, tombs);
         }
     };
     let mut whole: Option<TracePart> = None;
@@ -428,7 +447,7 @@ pub(crate) fn summarize(store: &Store, trace: TraceId) -> Result<Option<TraceSum
         Some(w) => w.merge(&p),
         None => whole = Some(p),
     };
-    for seg in sealed.iter() {
+    for seg in sealed.iter().filter(|s| !tombs.hides(&trace, s.id)) {
         if seg.services.is_some() {
             if let Some(i) = seg.trace_ordinal(&trace) {
                 add(part_of_digest(seg, i)?);

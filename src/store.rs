@@ -21,12 +21,13 @@ use crate::compaction::{self, MergeOptions, Policy, SegmentStat};
 use crate::error::{Error, Result};
 use crate::fs::{now_unix_nanos, sync_dir};
 use crate::index::Operation;
-use crate::memtable::{write_segment, Memtable, SegmentLayout};
+use crate::memtable::{write_segment, write_segment_erasing, Memtable, SegmentLayout};
 use crate::options::Options;
 use crate::query::{TraceQuery, TraceSummary};
 use crate::search::{self, OpsCatalog};
 use crate::segment::{self, ActiveSegment, BlockMeta, BlockSource, FileKind, SealedSegment};
 use crate::span::{AnyValue, KeyValue, Span, SpanKind, TraceId};
+use crate::tombstone::{self, Record, TombFile, TombSet, Tombstone, MAX_RECORD_TRACES};
 
 /// Name of the lock file that admits one writer process per directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -116,6 +117,14 @@ pub struct MaintenanceReport {
     pub merged: Vec<(Vec<u64>, u64)>,
     /// Segments deleted by retention.
     pub dropped: Vec<u64>,
+    /// Segments deleted because every span they held was erased
+    /// ([`Store::delete_traces`]).
+    pub erased: Vec<u64>,
+    /// Spans of erased traces that merges left out.
+    pub spans_erased: u64,
+    /// Erased traces whose bytes no file holds any more: their tombstones
+    /// were dropped.
+    pub erasures_completed: u64,
     pub duplicates_dropped: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -153,6 +162,11 @@ struct Writer {
     poisoned: Option<String>,
     next_id: u64,
     lock: Option<File>,
+    /// Erased traces (format-spec 7.12), replaced whole on each change so
+    /// that a read takes them with its tables and segments at one moment.
+    tombs: Arc<TombSet>,
+    /// Where a writer keeps them.
+    tomb_file: Option<TombFile>,
 }
 
 /// A table with its complete, fsynced log.
@@ -238,10 +252,12 @@ impl Store {
             maintainer: Mutex::new(None),
         });
         if let Some(layout) = layout {
+            // The tombstones the recovery's dictionary was trained under.
+            let tombs = inner.lock().tombs.clone();
             let worker = inner.clone();
             let handle = std::thread::Builder::new()
                 .name("spanlog-sealer".into())
-                .spawn(move || worker.run_sealer(layout))
+                .spawn(move || worker.run_sealer(layout, tombs))
                 .map_err(|e| Error::io(&inner.dir, "start sealer thread", e))?;
             *inner.sealer.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
             if let Some(every) = inner.opts.maintenance_interval {
@@ -310,10 +326,14 @@ impl Store {
         self.get_trace_where(trace, |_| true)
     }
 
-    /// The spans of `trace` still in memory, in no particular order.
-    pub(crate) fn memory_spans(&self, trace: TraceId) -> Result<Vec<Span>> {
+    /// The spans of `trace` still in memory and not erased, in no
+    /// particular order, and the tombstones of that moment.
+    pub(crate) fn memory_spans(&self, trace: TraceId) -> Result<(Vec<Span>, Arc<TombSet>)> {
         let w = self.inner.readable()?;
-        Ok(w.tables().flat_map(|t| t.trace(&trace)).collect())
+        let spans = visible_tables(&w, &trace)
+            .flat_map(|t| t.trace(&trace))
+            .collect();
+        Ok((spans, w.tombs.clone()))
     }
 
     fn get_trace_where(
@@ -321,13 +341,16 @@ impl Store {
         trace: TraceId,
         wanted: impl Fn(&SealedSegment) -> bool,
     ) -> Result<Vec<Span>> {
-        let (sealed, mut out) = {
+        let (sealed, mut out, mark) = {
             let w = self.inner.readable()?;
-            let mut out: Vec<Span> = w.tables().flat_map(|t| t.trace(&trace)).collect();
+            let mut out: Vec<Span> = visible_tables(&w, &trace)
+                .flat_map(|t| t.trace(&trace))
+                .collect();
             out.shrink_to_fit();
-            (self.inner.sealed_snapshot(), out)
+            (self.inner.sealed_snapshot(), out, w.tombs.watermark(&trace))
         };
-        for seg in sealed.iter().filter(|s| wanted(s)) {
+        let erased = |s: &SealedSegment| mark.is_some_and(|m| s.id <= m);
+        for seg in sealed.iter().filter(|s| wanted(s) && !erased(s)) {
             let metas = seg.trace_blocks(&trace)?;
             if metas.is_empty() {
                 continue;
@@ -359,6 +382,117 @@ impl Store {
         traces.iter().map(|t| self.get_trace(*t)).collect()
     }
 
+    /// Erases traces, for privacy requests (format-spec 7.12).
+    ///
+    /// **Guarantee.** When this returns `Ok`, the deletion is durable (its
+    /// record is fsynced in `tombstones.log`, and so is the directory entry
+    /// when the file is new), and no read of this store — [`get_trace`],
+    /// [`get_traces`], [`get_trace_in`], [`scan`], [`find_traces`]
+    /// (summaries and span counts alike), nor a later open, read-only or
+    /// writer, after a crash or not — returns a span of these traces that
+    /// was stored when the call was made: spans in sealed segments, in the
+    /// write-ahead log and in memory (appended and not yet flushed) alike.
+    /// Spans of these traces appended *after* the call returned are new
+    /// data and stay visible; delete again to erase them. Unknown ids are
+    /// accepted; their tombstones go at the next maintenance round.
+    ///
+    /// **Latency of physical removal.** The erased spans are invisible at
+    /// once; their bytes are removed by the next compaction that covers the
+    /// affected segments: the next maintenance round
+    /// ([`maintain`](Store::maintain), or the background thread of
+    /// `Options::maintenance_interval`) or [`compact`](Store::compact),
+    /// each of which rewrites every segment holding an erased trace even
+    /// when the compaction policy would leave it. Spans still in memory
+    /// never reach a sealed segment: the call freezes the current table
+    /// (starting a new log, as [`seal_active`](Store::seal_active) does,
+    /// without waiting for the seal) and the sealer leaves them out, then
+    /// deletes their log. Once no file holds them any more, the maintenance
+    /// round drops their tombstones, the last place their ids are written.
+    ///
+    /// **Until then**, [`services`](Store::services) and
+    /// [`operations`](Store::operations) may still list a service or an
+    /// operation whose only spans were erased, and [`stats`](Store::stats)
+    /// and [`segments`](Store::segments) still count the erased spans, since
+    /// both read the segments' footers as written. A reader that predates
+    /// this function (or ignores `tombstones.log`) would still show erased
+    /// traces that compaction has not rewritten yet.
+    ///
+    /// Writers only: a read-only store gives [`Error::ReadOnly`]. An id of
+    /// all zeroes, or more than 1,048,576 ids in one call, is refused with
+    /// [`Error::InvalidInput`]. A failure to write the record poisons the
+    /// writer, as any write-path failure does.
+    ///
+    /// [`get_trace`]: Store::get_trace
+    /// [`get_traces`]: Store::get_traces
+    /// [`get_trace_in`]: Store::get_trace_in
+    /// [`scan`]: Store::scan
+    /// [`find_traces`]: Store::find_traces
+    pub fn delete_traces(&self, ids: &[TraceId]) -> Result<()> {
+        if ids.iter().any(TraceId::is_zero) {
+            return Err(Error::InvalidInput(
+                "cannot delete the trace id of all zeroes: no span carries it".into(),
+            ));
+        }
+        let mut traces = ids.to_vec();
+        traces.sort_unstable();
+        traces.dedup();
+        if traces.len() > MAX_RECORD_TRACES {
+            return Err(Error::InvalidInput(format!(
+                "{} trace ids in one deletion, at most {MAX_RECORD_TRACES}",
+                traces.len()
+            )));
+        }
+        let w = self.inner.writable()?;
+        if traces.is_empty() {
+            return Ok(());
+        }
+        // Spans appended from here on go to a new log, whose id is above the
+        // watermark: they are new data. Every file in use (logs, sealed
+        // segments, a merge being written) has an id below the new log's.
+        let mut w = self.inner.freeze(w, true, true)?;
+        let watermark = match &w.wal {
+            Some(wal) => wal.id - 1,
+            None => return Err(Error::Closed),
+        };
+        let record = Record {
+            watermark,
+            deleted_unix_nano: now_unix_nanos(),
+            traces,
+        };
+        let r = match w.tomb_file.as_mut() {
+            Some(f) => f.append(&record),
+            None => Err(Error::ReadOnly),
+        };
+        self.inner.poison(&mut w, r)?;
+        let mut set = (*w.tombs).clone();
+        for t in &record.traces {
+            set.insert(
+                *t,
+                Tombstone {
+                    watermark,
+                    deleted_unix_nano: record.deleted_unix_nano,
+                },
+            );
+        }
+        w.tombs = Arc::new(set);
+        log::info!(
+            "spanlog: erased {} traces in {} (watermark {watermark})",
+            record.traces.len(),
+            self.inner.dir.display()
+        );
+        Ok(())
+    }
+
+    /// The traces erased by [`delete_traces`](Store::delete_traces) whose
+    /// bytes some file may still hold (their tombstones), sorted. Empty once
+    /// compaction has rewritten every file that held them.
+    pub fn erased_traces(&self) -> Result<Vec<TraceId>> {
+        let w = self.inner.readable()?;
+        let mut v: Vec<TraceId> = w.tombs.iter().map(|(t, _)| *t).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
     /// The traces that match `query`, summarised, most recent first; see
     /// [`TraceQuery`] for what a match is. Segments and blocks that cannot
     /// hold a matching span are skipped before anything is decompressed.
@@ -367,12 +501,12 @@ impl Store {
         if query.is_empty_window() {
             return Ok(Vec::new());
         }
-        let (sealed, mem) = {
+        let (sealed, mem, tombs) = {
             let w = self.inner.readable()?;
-            let mem = search::memory_candidates(w.tables(), query);
-            (self.inner.sealed_snapshot(), mem)
+            let mem = search::memory_candidates(w.tables_with_ids(), query, &w.tombs);
+            (self.inner.sealed_snapshot(), mem, w.tombs.clone())
         };
-        search::find(self, &sealed, mem, query)
+        search::find(self, &sealed, mem, query, &tombs)
     }
 
     /// Every service name, sorted, from the segments' catalogs and the
@@ -408,10 +542,14 @@ impl Store {
     /// Spans come segment by segment, block by block, not in global time
     /// order. A damaged block yields an `Err` item and the scan goes on.
     pub fn scan(&self, range: Range<u64>) -> Result<Scan> {
-        let (sealed, table) = {
+        let (sealed, table, tombs) = {
             let w = self.inner.readable()?;
-            let table: Vec<Span> = w.tables().flat_map(|t| t.in_range(&range)).collect();
-            (self.inner.sealed_snapshot(), table)
+            let mut table = Vec::new();
+            for (id, t) in w.tables_with_ids() {
+                let spans = t.in_range(&range).into_iter();
+                table.extend(spans.filter(|s| !w.tombs.hides(&s.trace_id, id)));
+            }
+            (self.inner.sealed_snapshot(), table, w.tombs.clone())
         };
         let mut blocks = VecDeque::new();
         for seg in sealed.iter() {
@@ -424,13 +562,14 @@ impl Store {
                 .iter()
                 .filter(|m| m.overlaps(range.start, range.end))
             {
-                blocks.push_back((src.clone(), *m));
+                blocks.push_back((src.clone(), *m, seg.id));
             }
         }
         Ok(Scan {
             range,
             blocks,
             current: table.into_iter(),
+            tombs,
         })
     }
 
@@ -517,7 +656,9 @@ impl Store {
 
     /// Full compaction: every time window's sealed segments are merged into
     /// one segment sorted by trace, with exact duplicate spans written once
-    /// (spans that only share a span id are all kept). Retention runs first.
+    /// (spans that only share a span id are all kept), and without the
+    /// spans of erased traces: a window's only segment is rewritten too
+    /// when it holds some. Retention runs first.
     /// Readers are never blocked; a reader that started before keeps
     /// reading the old segments, which are deleted from the directory at
     /// once and from the disk when the last reader lets go.
@@ -533,7 +674,8 @@ impl Store {
     }
 
     /// One round of what the maintenance thread does: retention, then the
-    /// merges the compaction policy asks for.
+    /// merges the compaction policy asks for and the rewrites that erased
+    /// traces need ([`delete_traces`](Store::delete_traces)).
     pub fn maintain(&self) -> Result<MaintenanceReport> {
         self.inner.maintain(false, true)
     }
@@ -573,7 +715,23 @@ impl Writer {
             poisoned: None,
             next_id: 1,
             lock: None,
+            tombs: Arc::default(),
+            tomb_file: None,
         }
+    }
+
+    /// Every table in memory with the id of its log: a span of an erased
+    /// trace is hidden when that id is at most the trace's watermark. The
+    /// current table of a writer without a log (read-only, or poisoned
+    /// while freezing) is newer than every deletion.
+    fn tables_with_ids(&self) -> impl Iterator<Item = (u64, &Memtable)> {
+        let imm = self.imm.as_ref().map(|f| (f.wal.id, &f.table));
+        let current = self.wal.as_ref().map_or(u64::MAX, |a| a.id);
+        self.frozen
+            .iter()
+            .map(|(a, t)| (a.id, t))
+            .chain(imm)
+            .chain(std::iter::once((current, &self.table)))
     }
 
     /// Every table in memory, for reading.
@@ -751,18 +909,46 @@ impl Inner {
     /// log's id, publishes it, then deletes the log. A crash between the seal
     /// and the delete leaves both, and the next open deletes the log because
     /// its segment exists. The table is freed here, off the write path.
-    fn run_sealer(&self, mut layout: SegmentLayout) {
-        while let Some(job) = self.next_job() {
-            let r = write_segment(&self.dir, job.wal.id, &job.table, &mut layout);
+    /// Spans of erased traces are left out (format-spec 7.12), and after a
+    /// deletion the dictionary is trained again: the one in use was trained
+    /// on earlier tables and may hold fragments of the erased spans.
+    fn run_sealer(&self, mut layout: SegmentLayout, mut trained_under: Arc<TombSet>) {
+        while let Some((job, tombs)) = self.next_job() {
+            if !Arc::ptr_eq(&tombs, &trained_under) {
+                layout.dict = None;
+                trained_under = tombs.clone();
+            }
+            let id = job.wal.id;
+            let r = if tombs.is_empty() {
+                write_segment(&self.dir, id, &job.table, &mut layout).map(Some)
+            } else {
+                let erased = |s: &Span| tombs.hides(&s.trace_id, id);
+                write_segment_erasing(&self.dir, id, &job.table, &mut layout, &erased)
+            };
+            // Every span was erased: no segment, and the log goes before the
+            // table, so that no tombstone is dropped while the log holds
+            // what it erases.
+            let r = match r {
+                Ok(None) => std::fs::remove_file(job.wal.path.as_path())
+                    .map_err(|e| Error::io(job.wal.path.as_path(), "remove erased log", e))
+                    .and_then(|()| sync_dir(&self.dir))
+                    .map(|()| None),
+                r => r,
+            };
             let mut w = self.lock();
             match self.poison(&mut w, r) {
                 Ok(seg) => {
-                    self.publish(seg);
+                    let sealed = seg.is_some();
+                    if let Some(seg) = seg {
+                        self.publish(seg);
+                    }
                     w.imm = None;
                     w.sealed_count += 1;
                     self.changed.notify_all();
                     drop(w);
-                    self.delete_log(job);
+                    if sealed {
+                        self.delete_log(job);
+                    }
                 }
                 // The table stays readable; writes are refused from now on.
                 Err(_) => self.changed.notify_all(),
@@ -770,11 +956,13 @@ impl Inner {
         }
     }
 
-    fn next_job(&self) -> Option<Arc<Frozen>> {
+    /// The next frozen table, with the tombstones to apply to it: taken
+    /// under the lock a deletion holds until its tombstones are in place.
+    fn next_job(&self) -> Option<(Arc<Frozen>, Arc<TombSet>)> {
         let mut w = self.lock();
         loop {
             match (&w.imm, &w.poisoned) {
-                (Some(f), None) => return Some(f.clone()),
+                (Some(f), None) => return Some((f.clone(), w.tombs.clone())),
                 _ if w.stop => return None,
                 _ => w = self.changed.wait(w).unwrap_or_else(|e| e.into_inner()),
             }
@@ -900,15 +1088,30 @@ impl Inner {
     }
 
     fn maintain_locked(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
+        let (tombs, frozen) = {
+            let w = self.writable()?;
+            (w.tombs.clone(), w.frozen_count)
+        };
+        // A table frozen by a deletion is sealed first (without the spans
+        // it erases), so that the tombstones it keeps alive can be dropped
+        // at the end of this round.
+        if merge && !tombs.is_empty() {
+            self.wait_frozen_sealed(frozen)?;
+        }
         let sealed = self.sealed_snapshot();
         let stats: Vec<SegmentStat> = sealed.iter().map(|s| SegmentStat::of(s)).collect();
+        let erase = if merge {
+            erasing_segments(&sealed, &tombs)
+        } else {
+            Vec::new()
+        };
         let policy = Policy {
             window_nanos: self.opts.compaction_window.as_nanos().max(1) as u64,
             fan_in: self.opts.compaction_fan_in,
             max_age_nanos: self.opts.retention_max_age.map(|a| a.as_nanos() as u64),
             max_total_bytes: self.opts.retention_max_bytes,
         };
-        let mut plan = compaction::plan(&stats, &policy, now_unix_nanos(), full);
+        let mut plan = compaction::plan_erasing(&stats, &policy, now_unix_nanos(), full, &erase);
         if !merge {
             plan.merges.clear();
         }
@@ -933,7 +1136,15 @@ impl Inner {
                 .filter(|s| group.contains(&s.id))
                 .cloned()
                 .collect();
-            let id = self.allocate_id()?;
+            // The tombstones of the moment the id is taken: a deletion made
+            // later has a watermark at least this id, so it covers the
+            // output, and the reads hide what this merge still copies.
+            let (id, now_tombs) = self.allocate_id()?;
+            let erased = |s: &Span, input: u64| now_tombs.hides(&s.trace_id, input);
+            // A rewrite for erasure trains its own dictionary, and so does
+            // any merge after a deletion this round did not plan for.
+            let fresh =
+                group.iter().any(|id| erase.contains(id)) || !Arc::ptr_eq(&tombs, &now_tombs);
             let closing = || {
                 *self
                     .maintenance_stop
@@ -942,9 +1153,30 @@ impl Inner {
             };
             // A group that cannot be merged (a damaged block, say) must not
             // hold back the other windows: its error is reported at the end.
-            let (out, st) = match compaction::merge_unless(&self.dir, id, &inputs, &opts, &closing)
-            {
-                Ok(r) => r,
+            let merged =
+                compaction::merge_erasing(&self.dir, id, &inputs, &opts, &closing, &erased, fresh);
+            let (out, st) = match merged {
+                Ok((Some(out), st)) => (out, st),
+                Ok((None, st)) => {
+                    // Nothing but erased spans: the inputs are deleted
+                    // before they leave the list, so a tombstone is never
+                    // dropped while one of them is still on disk.
+                    report.spans_erased += st.erased;
+                    match self.delete_erased(&inputs) {
+                        Ok(()) => {
+                            self.replace(&group, None);
+                            log::info!(
+                                "spanlog: deleted segments {group:?}: every span was erased"
+                            );
+                            report.erased.extend(group);
+                        }
+                        Err(e) => {
+                            log::error!("spanlog: deleting erased segments {group:?} failed: {e}");
+                            failed.get_or_insert(e);
+                        }
+                    }
+                    continue;
+                }
                 Err(Error::Closed) => return Err(Error::Closed),
                 Err(e) => {
                     log::error!("spanlog: merging segments {group:?} failed: {e}");
@@ -966,7 +1198,12 @@ impl Inner {
                 log::warn!("spanlog: {e}");
             }
             report.duplicates_dropped += st.duplicates;
+            report.spans_erased += st.erased;
             report.merged.push((group, id));
+        }
+        // After a failed rewrite the tombstones stay: the next round retries.
+        if merge && failed.is_none() && !self.readable()?.tombs.is_empty() {
+            report.erasures_completed = self.drop_spent_tombstones()?;
         }
         report.bytes_after = self.sealed_snapshot().iter().map(|s| s.file_len()).sum();
         match failed {
@@ -975,14 +1212,74 @@ impl Inner {
         }
     }
 
-    /// A new segment id, above every id in use.
-    fn allocate_id(&self) -> Result<u64> {
+    /// A new segment id, above every id in use, and the tombstones that
+    /// hold when it is taken.
+    fn allocate_id(&self) -> Result<(u64, Arc<TombSet>)> {
         let mut w = self.writable()?;
         let id = w.next_id;
         w.next_id = id
             .checked_add(1)
             .ok_or_else(|| Error::InvalidInput("segment ids exhausted".into()))?;
-        Ok(id)
+        Ok((id, w.tombs.clone()))
+    }
+
+    /// Unlinks segments that hold only erased spans; one unlinked by an
+    /// earlier attempt is not an error.
+    fn delete_erased(&self, segs: &[Arc<SealedSegment>]) -> Result<()> {
+        for s in segs {
+            match std::fs::remove_file(&s.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&s.path, "delete erased segment", e))
+                }
+                _ => {}
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Drops the tombstones whose erasure is complete: no published
+    /// segment and no table in memory whose id is at most the watermark
+    /// holds the trace. (A log is deleted before its table leaves memory,
+    /// or holds what its sealed segment holds; segments a merge superseded
+    /// are never served again.) Under the writer's lock, after the segment
+    /// list was replaced, so that a read sees either the tombstone or the
+    /// list without the trace. Returns how many were dropped.
+    fn drop_spent_tombstones(&self) -> Result<u64> {
+        // Dictionaries are searched outside the lock; the search is redone
+        // under it only if a segment was published or a trace erased since.
+        let (tombs, sealed) = (self.readable()?.tombs.clone(), self.sealed_snapshot());
+        let mut pending = erased_on_disk(&sealed, &tombs);
+        let mut w = self.writable()?;
+        let now = self.sealed_snapshot();
+        if !Arc::ptr_eq(&tombs, &w.tombs) || !Arc::ptr_eq(&sealed, &now) {
+            pending = erased_on_disk(&now, &w.tombs);
+        }
+        let tombs = w.tombs.clone();
+        let mut keep = (*tombs).clone();
+        let mut dropped = 0;
+        for (trace, t) in tombs.iter() {
+            let in_memory = w
+                .tables_with_ids()
+                .any(|(id, table)| id <= t.watermark && table.holds(trace));
+            if !in_memory && !pending.contains(trace) {
+                keep.remove(trace);
+                dropped += 1;
+            }
+        }
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let r = match w.tomb_file.as_mut() {
+            Some(f) => f.rewrite(&keep),
+            None => Err(Error::ReadOnly),
+        };
+        self.poison(&mut w, r)?;
+        w.tombs = Arc::new(keep);
+        log::info!(
+            "spanlog: erasure of {dropped} traces in {} is complete",
+            self.dir.display()
+        );
+        Ok(dropped)
     }
 
     /// Takes the segments `ids` out of the published list, adding `add`;
@@ -1106,8 +1403,10 @@ impl Inner {
 /// Iterator returned by [`Store::scan`].
 pub struct Scan {
     range: Range<u64>,
-    blocks: VecDeque<(BlockSource, BlockMeta)>,
+    /// Each block with the id of its segment, which erasure asks for.
+    blocks: VecDeque<(BlockSource, BlockMeta, u64)>,
     current: std::vec::IntoIter<Span>,
+    tombs: Arc<TombSet>,
 }
 
 impl Iterator for Scan {
@@ -1118,13 +1417,14 @@ impl Iterator for Scan {
             if let Some(s) = self.current.next() {
                 return Some(Ok(s));
             }
-            let (src, meta) = self.blocks.pop_front()?;
+            let (src, meta, id) = self.blocks.pop_front()?;
             match src.all_spans(&meta) {
                 Ok(spans) => {
                     let range = self.range.clone();
                     let v: Vec<Span> = spans
                         .into_iter()
                         .filter(|s| range.contains(&s.start_time_unix_nano))
+                        .filter(|s| !self.tombs.hides(&s.trace_id, id))
                         .collect();
                     self.current = v.into_iter();
                 }
@@ -1132,6 +1432,85 @@ impl Iterator for Scan {
             }
         }
     }
+}
+
+/// The tables in which the spans of `trace` are not erased.
+fn visible_tables<'a>(w: &'a Writer, trace: &TraceId) -> impl Iterator<Item = &'a Memtable> {
+    let mark = w.tombs.watermark(trace);
+    w.tables_with_ids()
+        .filter(move |(id, _)| mark.is_none_or(|m| *id > m))
+        .map(|(_, t)| t)
+}
+
+/// The erased traces whose bytes sealed segment `s` may still hold, among
+/// the tombstones that cover it (watermark at least its id): those it
+/// holds spans of (found through its bloom filter and trace index, without
+/// reading a block), and those whose id its zstd dictionary contains. A
+/// dictionary is trained on a sample of a segment's blocks, so it can keep
+/// fragments of erased spans; an erased id in it is the sign that it does.
+/// Dictionaries are searched once per content (`dicts`).
+fn erased_in(s: &SealedSegment, tombs: &TombSet, dicts: &mut DictIds) -> Vec<TraceId> {
+    let mut out: Vec<TraceId> = tombs
+        .iter()
+        .filter(|(t, w)| s.id <= w.watermark && s.trace_ordinal(t).is_some())
+        .map(|(t, _)| *t)
+        .collect();
+    if let Some(d) = s.dict_bytes() {
+        let key = (d.len(), crc32fast::hash(d));
+        let named = dicts.entry(key).or_insert_with(|| {
+            let mut ids: Vec<TraceId> = d
+                .windows(16)
+                .map(|w| TraceId(w.try_into().expect("16 bytes")))
+                .filter(|t| tombs.watermark(t).is_some())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        out.extend(named.iter().filter(|t| tombs.hides(t, s.id)));
+    }
+    out
+}
+
+/// Erased ids found in dictionaries, by dictionary length and CRC.
+type DictIds = std::collections::HashMap<(usize, u32), Vec<TraceId>>;
+
+/// The erased traces some sealed segment may still hold bytes of.
+fn erased_on_disk(sealed: &[Arc<SealedSegment>], tombs: &TombSet) -> BTreeSet<TraceId> {
+    if tombs.is_empty() {
+        return BTreeSet::new();
+    }
+    let mut dicts = DictIds::new();
+    sealed
+        .iter()
+        .flat_map(|s| erased_in(s, tombs, &mut dicts))
+        .collect()
+}
+
+/// The sealed segments a compaction must rewrite for erasure: those that
+/// may hold bytes of an erased trace ([`erased_in`]), and those whose
+/// dictionary is the same as one of theirs (the sealer and merges share
+/// dictionaries between segments).
+fn erasing_segments(sealed: &[Arc<SealedSegment>], tombs: &TombSet) -> Vec<u64> {
+    if tombs.is_empty() {
+        return Vec::new();
+    }
+    let mut dicts = DictIds::new();
+    let holders: BTreeSet<u64> = sealed
+        .iter()
+        .filter(|s| !erased_in(s, tombs, &mut dicts).is_empty())
+        .map(|s| s.id)
+        .collect();
+    let shared: std::collections::HashSet<&[u8]> = sealed
+        .iter()
+        .filter(|s| holders.contains(&s.id))
+        .filter_map(|s| s.dict_bytes())
+        .collect();
+    sealed
+        .iter()
+        .filter(|s| holders.contains(&s.id) || s.dict_bytes().is_some_and(|d| shared.contains(d)))
+        .map(|s| s.id)
+        .collect()
 }
 
 fn check_options(opts: &Options) -> Result<()> {
@@ -1201,11 +1580,16 @@ fn list_files(dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
         let name = entry.file_name();
         match name.to_str().and_then(segment::parse_name) {
             Some((id, kind)) => out.push((id, kind, entry.path())),
-            None if name != LOCK_FILE => log::debug!(
-                "spanlog: ignoring foreign file {:?} in {}",
-                name,
-                dir.display()
-            ),
+            None if name != LOCK_FILE
+                && name != tombstone::TOMBSTONE_FILE
+                && name != tombstone::TOMBSTONE_TEMP =>
+            {
+                log::debug!(
+                    "spanlog: ignoring foreign file {:?} in {}",
+                    name,
+                    dir.display()
+                )
+            }
             None => {}
         }
     }
@@ -1232,6 +1616,8 @@ fn open_writer(
 ) -> Result<(Writer, Vec<Arc<SealedSegment>>, SegmentLayout)> {
     let mut w = Writer::new(Mode::Writer);
     w.lock = Some(take_lock(dir)?);
+    // Tombstones first: recovering a log leaves out the spans they erase.
+    let (tomb_file, tombs) = TombFile::open_writer(dir)?;
     let files = list_files(dir)?;
     let sealed_ids = sealed_ids(&files);
     let mut layout = SegmentLayout::new(opts.block_target_bytes, opts.compression_level);
@@ -1254,16 +1640,29 @@ fn open_writer(
             FileKind::Wal if done.contains(id) => {
                 remove_leftover(dir, path, "a log whose segment was sealed")?
             }
-            FileKind::Wal => {
-                sealed.extend(recover_log(dir, path, &mut layout, opts.strict_recovery)?)
-            }
+            FileKind::Wal => sealed.extend(recover_log(
+                dir,
+                path,
+                &mut layout,
+                opts.strict_recovery,
+                &tombs,
+            )?),
         }
     }
     sealed.sort_by_key(|s| s.id);
     for gone in drop_superseded(&mut sealed) {
         remove_leftover(dir, &gone.path, "a segment superseded by a merged one")?;
     }
-    let last = files.iter().map(|f| f.0).max().unwrap_or(0);
+    // Above every watermark too: a log whose id a deletion covers may have
+    // been deleted since, and appends after the deletion must stay visible.
+    let last = files
+        .iter()
+        .map(|f| f.0)
+        .chain(tombs.max_watermark())
+        .max()
+        .unwrap_or(0);
+    w.tombs = Arc::new(tombs);
+    w.tomb_file = Some(tomb_file);
     w.next_id = last
         .checked_add(1)
         .ok_or_else(|| Error::InvalidInput("segment ids exhausted".into()))?;
@@ -1283,14 +1682,18 @@ fn remove_leftover(dir: &Path, path: &Path, what: &str) -> Result<()> {
 }
 
 /// Turns a log left by an earlier writer into a sealed segment: cuts a torn
-/// tail (logged with its offset), writes the spans sorted, deletes the log.
+/// tail (logged with its offset), writes the spans sorted, without those
+/// the tombstones erase, deletes the log.
 fn recover_log(
     dir: &Path,
     path: &Path,
     layout: &mut SegmentLayout,
     strict: bool,
+    tombs: &TombSet,
 ) -> Result<Option<Arc<SealedSegment>>> {
-    let r = segment::recover_active_with(path, true, strict)?;
+    let mut r = segment::recover_active_with(path, true, strict)?;
+    let id = r.segment.id;
+    r.spans.retain(|s| !tombs.hides(&s.trace_id, id));
     match (&r.torn_tail, &r.kept_tail) {
         (Some((offset, why)), Some(kept)) => log::error!(
             "spanlog: {} is damaged at byte offset {offset} ({why}) and valid blocks follow; recovered up to there, the rest is kept in {}",
@@ -1329,6 +1732,9 @@ fn open_read_only(dir: &Path) -> Result<Opened> {
 
 fn try_open_read_only(dir: &Path) -> Result<Opened> {
     let mut w = Writer::new(Mode::ReadOnly);
+    // Before the listing: a tombstone is dropped only after the files that
+    // held its trace were deleted, so these cover every file listed next.
+    w.tombs = Arc::new(tombstone::load_read_only(dir)?);
     let files = list_files(dir)?;
     let mut done = sealed_ids(&files);
     let mut sealed = Vec::new();

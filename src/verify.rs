@@ -45,6 +45,9 @@ pub struct Report {
     pub segments: usize,
     pub blocks: u64,
     pub spans: u64,
+    /// Erased traces listed in the tombstone file (format-spec 7.12),
+    /// whose bytes some segment may still hold.
+    pub erased_traces: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -111,10 +114,45 @@ pub fn verify_path(path: &Path) -> Result<Report> {
         for p in names {
             verify_segment(&p, &mut report);
         }
+        let tombs = path.join(crate::tombstone::TOMBSTONE_FILE);
+        if tombs.exists() {
+            verify_tombstones(&tombs, &mut report);
+        }
+    } else if path
+        .file_name()
+        .is_some_and(|n| n == crate::tombstone::TOMBSTONE_FILE)
+    {
+        verify_tombstones(path, &mut report);
     } else {
         verify_segment(path, &mut report);
     }
     Ok(report)
+}
+
+/// Checks the tombstone file: header and every record's checksum. A torn
+/// last record is a warning (a writer open cuts it off), a damaged record
+/// before a valid one an error.
+pub fn verify_tombstones(path: &Path, report: &mut Report) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return report.error(Error::io(path, "read tombstone file", e)),
+    };
+    match crate::tombstone::parse(path, &bytes) {
+        Ok(loaded) => {
+            report.erased_traces += loaded.set().len() as u64;
+            if let Some((offset, why)) = loaded.torn_tail {
+                report.problems.push(Problem {
+                    path: path.to_path_buf(),
+                    offset,
+                    detail: format!(
+                        "torn last record ({why}), never acknowledged; a writer open cuts it off"
+                    ),
+                    warning: true,
+                });
+            }
+        }
+        Err(e) => report.error(e),
+    }
 }
 
 /// Checks one segment file, adding what it finds to `report`.

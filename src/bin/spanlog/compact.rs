@@ -200,6 +200,16 @@ impl Summary {
             "{}",
             line("duplicates dropped", count(r.duplicates_dropped))
         )?;
+        // Only when `spanlog delete` erased traces (format-spec 7.12).
+        if r.spans_erased > 0 || !r.erased.is_empty() || r.erasures_completed > 0 {
+            let text = format!(
+                "{} removed, {} deleted whole, {} complete",
+                plural(r.spans_erased, "span"),
+                plural(r.erased.len() as u64, "segment"),
+                plural(r.erasures_completed, "trace")
+            );
+            writeln!(out, "{}", line("erased", text))?;
+        }
         writeln!(
             out,
             "{}",
@@ -235,6 +245,9 @@ impl Summary {
             ("segments_merged", json!(self.merged_inputs())),
             ("merged", json!(merged)),
             ("duplicates_dropped", json!(r.duplicates_dropped)),
+            ("spans_erased", json!(r.spans_erased)),
+            ("segments_erased", json!(r.erased)),
+            ("erasures_completed", json!(r.erasures_completed)),
             ("bytes_before", json!(r.bytes_before)),
             ("bytes_after", json!(r.bytes_after)),
             (

@@ -54,13 +54,16 @@ struct BlockSizes {
 }
 
 pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
-    let segments = load(&args.path)?;
+    let (segments, erased) = load(&args.path)?;
     if args.json {
-        let doc = json!({
+        let mut doc = json!({
             "path": args.path.display().to_string(),
             "segments": segments.iter().map(segment_json).collect::<Vec<_>>(),
             "totals": totals_json(&segments),
         });
+        if let Some(n) = erased {
+            doc["erased_traces"] = json!(n);
+        }
         writeln!(
             out,
             "{}",
@@ -71,21 +74,31 @@ pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
             print_segment(out, seg)?;
         }
         print_totals(out, &segments)?;
+        if let Some(n) = erased.filter(|n| *n > 0) {
+            let text = format!(
+                "{} hidden from reads, awaiting compaction (tombstones.log)",
+                plural(n, "trace")
+            );
+            writeln!(out, "  {:<12}{text}", "erased")?;
+        }
     }
     Ok(())
 }
 
-fn load(path: &Path) -> CliResult<Vec<Segment>> {
+/// The files, and for a store the number of erased traces whose bytes
+/// some file may still hold.
+fn load(path: &Path) -> CliResult<(Vec<Segment>, Option<u64>)> {
     let meta = std::fs::metadata(path).map_err(|e| io_error(path, "open", e))?;
     if meta.is_dir() {
         load_store(path)
     } else {
-        load_file(path).map(|s| vec![s])
+        load_file(path).map(|s| (vec![s], None))
     }
 }
 
-fn load_store(dir: &Path) -> CliResult<Vec<Segment>> {
+fn load_store(dir: &Path) -> CliResult<(Vec<Segment>, Option<u64>)> {
     let store = Store::open(dir, Options::read_only())?;
+    let erased = store.erased_traces()?.len() as u64;
     let sealed = store.sealed_segments();
     let mut out = Vec::new();
     for info in store.segments()? {
@@ -113,7 +126,7 @@ fn load_store(dir: &Path) -> CliResult<Vec<Segment>> {
             sizes,
         });
     }
-    Ok(out)
+    Ok((out, Some(erased)))
 }
 
 fn load_file(path: &Path) -> CliResult<Segment> {

@@ -2,11 +2,13 @@
 //!
 //! Every command is a thin layer over the library: it opens stores
 //! read-only (except `ingest`, which appends to one, `compact` and
-//! `retain`, which rewrite and delete its segments, and `demo` and `bench`,
-//! which write their own) and formats what the library returns.
+//! `retain`, which rewrite and delete its segments, `delete`, which erases
+//! traces, and `demo` and `bench`, which write their own) and formats what
+//! the library returns.
 
 mod bench;
 mod compact;
+mod delete;
 mod demo;
 mod dump;
 mod error;
@@ -43,11 +45,11 @@ use crate::error::{CliResult, USAGE};
         A store is a directory of sealed segments (*.seg), which never change \
         again, and a write-ahead log (*.wal) of the spans not yet sealed. \
         inspect, verify, dump, get, find, services and operations only read; \
-        they never modify a file. compact and retain open the store as its \
-        writer, so no writer process may have it open.\n\n\
+        they never modify a file. compact, retain and delete open the store as \
+        its writer, so no writer process may have it open.\n\n\
         Exit status: 0 on success, 1 when data is damaged, a trace is not found, \
-        verify finds errors, ingest refuses an input or compact or retain cannot \
-        write, 2 on usage errors, unreadable paths and stores locked by a writer.",
+        verify finds errors, ingest refuses an input or compact, retain or delete \
+        cannot write, 2 on usage errors, unreadable paths and stores locked by a writer.",
     after_help = "Try `spanlog demo` to ingest a million generated spans and query them."
 )]
 struct Cli {
@@ -67,6 +69,7 @@ enum Command {
     Ingest(ingest::Args),
     Compact(compact::Args),
     Retain(retain::Args),
+    Delete(delete::Args),
     Demo(demo::Args),
     Bench(bench::Args),
 }
@@ -104,6 +107,7 @@ fn run(command: Command, out: &mut dyn Write) -> CliResult {
         Command::Ingest(args) => ingest::run(&args, out),
         Command::Compact(args) => compact::run(&args, out),
         Command::Retain(args) => retain::run(&args, out),
+        Command::Delete(args) => delete::run(&args, out),
         Command::Demo(args) => demo::run(&args, out),
         Command::Bench(args) => bench::run(&args, out),
     }

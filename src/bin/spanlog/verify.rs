@@ -15,7 +15,8 @@ use crate::format::plural;
 /// was found, 2 when the path cannot be read. Nothing is modified.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A store directory, or one store file (*.seg, *.wal or *.seg.tmp)
+    /// A store directory, or one store file (*.seg, *.wal, *.seg.tmp or
+    /// tombstones.log)
     path: PathBuf,
 }
 
@@ -35,7 +36,14 @@ pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
         plural(errors as u64, "error"),
         plural(warnings as u64, "warning"),
     )?;
-    if report.segments == 0 {
+    if report.erased_traces > 0 {
+        writeln!(
+            out,
+            "{} erased, awaiting compaction (tombstones.log)",
+            plural(report.erased_traces, "trace")
+        )?;
+    }
+    if report.segments == 0 && args.path.is_dir() {
         writeln!(
             out,
             "note: {} holds no segment or log files",
