@@ -98,12 +98,15 @@ impl Memtable {
     }
 
     /// The end of the run of spans from `start` whose sizes add up to about
-    /// `bytes` (at least one span).
+    /// `bytes` (at least one span), at the end of a batch: a log block
+    /// holds whole batches, so recovery never finds part of one. Only a
+    /// batch larger than [`MAX_LOG_CHUNK`] is split.
     pub fn chunk_end(&self, start: usize, bytes: usize) -> usize {
         let mut total = 0usize;
-        for (i, size) in self.sizes.iter().enumerate().skip(start) {
-            total += *size as usize;
-            if total >= bytes {
+        for i in start..self.sizes.len() {
+            total += self.sizes[i] as usize;
+            let batch_ends = self.at.get(i + 1).is_none_or(|next| next.0 != self.at[i].0);
+            if (batch_ends && total >= bytes) || total >= MAX_LOG_CHUNK {
                 return i + 1;
             }
         }
@@ -178,6 +181,10 @@ impl SegmentLayout {
         }
     }
 }
+
+/// Bytes of spans beyond which a log block ends inside a batch (well
+/// under the block format's limit on uncompressed bodies).
+pub const MAX_LOG_CHUNK: usize = 16 << 20;
 
 /// Segments that share one trained dictionary.
 const RETRAIN_EVERY: u32 = 8;
@@ -467,6 +474,30 @@ mod tests {
     use crate::block::BlockView;
     use crate::segment::BlockSource;
     use crate::span::SpanId;
+
+    #[test]
+    fn log_chunks_end_at_batch_ends() {
+        let mut t = Memtable::default();
+        for b in 0..20u8 {
+            let batch = (0..u32::from(b % 7) + 1)
+                .map(|i| Span {
+                    trace_id: TraceId([b + 1; 16]),
+                    span_id: SpanId([1, 0, 0, 0, 0, 0, (i >> 8) as u8, i as u8]),
+                    name: "x".repeat(100),
+                    ..Span::default()
+                })
+                .collect();
+            t.push_batch(batch);
+        }
+        let mut start = 0;
+        while start < t.len() {
+            let end = t.chunk_end(start, 300);
+            assert!(end > start);
+            // The chunk holds whole batches only.
+            assert!(end == t.len() || t.at[end].0 != t.at[end - 1].0);
+            start = end;
+        }
+    }
 
     #[test]
     fn segment_keeps_each_trace_in_one_block() {
