@@ -414,6 +414,25 @@ enum Owner {
     Scope(usize),
 }
 
+/// A resource of a block's table, located and decoded on first use.
+struct ResourceEntry<'a> {
+    /// Where it starts in its column, or `UNLOCATED`.
+    at: Cell<usize>,
+    decoded: OnceCell<Arc<Resource>>,
+    /// Its `service.name`, once read.
+    service: Cell<Option<Option<&'a str>>>,
+}
+
+impl Default for ResourceEntry<'_> {
+    fn default() -> Self {
+        ResourceEntry {
+            at: Cell::new(UNLOCATED),
+            decoded: OnceCell::new(),
+            service: Cell::new(None),
+        }
+    }
+}
+
 /// The offset of a resource not located yet.
 const UNLOCATED: usize = usize::MAX;
 
@@ -870,7 +889,7 @@ pub struct BlockView<'a> {
     /// on first use, since a lookup needs only the few its rows refer to.
     /// Resources are located on first use too: a search reads the first
     /// few rows' resources of a block, and resources are long.
-    resources: Vec<(Cell<usize>, OnceCell<Arc<Resource>>)>,
+    resources: Vec<ResourceEntry<'a>>,
     /// Resources located so far, and where the next one starts.
     resources_located: Cell<(usize, usize)>,
     scopes: Vec<(usize, OnceCell<Arc<Scope>>)>,
@@ -1034,9 +1053,7 @@ impl<'a> BlockView<'a> {
     fn parse_tables(&mut self) -> DecodeResult<()> {
         let mut c = self.cursor(COL_RESOURCES);
         let n = c.count(3)?;
-        self.resources = (0..n)
-            .map(|_| (Cell::new(UNLOCATED), OnceCell::new()))
-            .collect();
+        self.resources = (0..n).map(|_| ResourceEntry::default()).collect();
         self.resources_located = Cell::new((0, c.position()));
         if n == 0 {
             c.finish()?;
@@ -1057,7 +1074,10 @@ impl<'a> BlockView<'a> {
 
     /// Where resource `i` starts in its column, and its decoded form.
     fn resource_entry(&self, i: usize) -> DecodeResult<(usize, &OnceCell<Arc<Resource>>)> {
-        let Some((at, cell)) = self.resources.get(i) else {
+        let Some(ResourceEntry {
+            at, decoded: cell, ..
+        }) = self.resources.get(i)
+        else {
             return self
                 .cursor(COL_RESOURCES)
                 .err(format!("resource {i} not in the block's table"));
@@ -1067,7 +1087,7 @@ impl<'a> BlockView<'a> {
             let mut c = self.cursor(COL_RESOURCES);
             c.take(pos)?;
             while done <= i {
-                self.resources[done].0.set(c.position());
+                self.resources[done].at.set(c.position());
                 let r = skip_attrs(&mut c, 0)
                     .and_then(|_| c.varint())
                     .and_then(|_| c.varint());
@@ -1142,10 +1162,12 @@ impl<'a> BlockView<'a> {
     fn service(&self, i: usize) -> DecodeResult<Option<&'a str>> {
         let (at, cell) = self.resource_entry(i)?;
         let at = &at;
-        if let Some(r) = cell.get() {
-            if r.service_name().is_none() {
-                return Ok(None);
-            }
+        let known = &self.resources[i].service;
+        if let Some(service) = known.get() {
+            return Ok(service);
+        }
+        if cell.get().is_some_and(|r| r.service_name().is_none()) {
+            return Ok(None);
         }
         let mut c = self.cursor(COL_RESOURCES);
         c.take(*at)?;
@@ -1161,7 +1183,9 @@ impl<'a> BlockView<'a> {
             }
             Ok(None)
         })();
-        c.rebase(r)
+        let service = c.rebase(r)?;
+        known.set(Some(service));
+        Ok(service)
     }
 
     /// Number of spans in the block.
