@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::block::{compress_block, encode_raw_block, INTERN_MAX_LEN};
 use crate::error::{Error, Result};
+use crate::fs::{self, FileSystem};
 use crate::segment::{ActiveSegment, BlockSource, SealedSegment};
 use crate::span::Span;
 
@@ -243,13 +244,15 @@ pub fn merge(
     inputs: &[Arc<SealedSegment>],
     opts: &MergeOptions,
 ) -> Result<(Arc<SealedSegment>, MergeStats)> {
-    merge_unless(dir, id, inputs, opts, &|| false)
+    merge_unless(&fs::real(), dir, id, inputs, opts, &|| false)
 }
 
-/// As [`merge`], but gives up with [`Error::Closed`], removing the
-/// unfinished file, once `cancelled` returns true; it is asked after each
-/// block written and while the merge is held back by its rate.
+/// As [`merge`], in the file system `fs`, but gives up with
+/// [`Error::Closed`], removing the unfinished file, once `cancelled`
+/// returns true; it is asked after each block written and while the merge
+/// is held back by its rate.
 pub fn merge_unless(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     id: u64,
     inputs: &[Arc<SealedSegment>],
@@ -258,7 +261,7 @@ pub fn merge_unless(
 ) -> Result<(Arc<SealedSegment>, MergeStats)> {
     let mut whole = vec![false; inputs.len()];
     loop {
-        let mut seg = ActiveSegment::create_temp(dir, id)?;
+        let mut seg = ActiveSegment::create_temp_in(fs, dir, id)?;
         let temp = seg.path.clone();
         // The inputs and what they replaced themselves: should an earlier
         // merge have failed to delete its inputs, they stay superseded.
@@ -272,7 +275,7 @@ pub fn merge_unless(
             Ok(Filled::Done(stats)) => seg.seal(dir).map(|path| (path, stats)),
             Ok(Filled::Unsorted(i)) if !whole[i] => {
                 drop(seg);
-                std::fs::remove_file(temp.as_path())
+                fs.remove_file(temp.as_path())
                     .map_err(|e| Error::io(temp.as_path(), "remove unfinished merge", e))?;
                 log::info!(
                     "spanlog: {} is not sorted block after block; merging it from memory",
@@ -289,12 +292,12 @@ pub fn merge_unless(
         };
         return match r {
             Ok((path, mut stats)) => {
-                let out = SealedSegment::open(&path)?;
+                let out = SealedSegment::open_in(&**fs, &path)?;
                 stats.bytes_out = out.file_len();
                 Ok((Arc::new(out), stats))
             }
             Err(e) => {
-                let _ = std::fs::remove_file(temp.as_path());
+                let _ = fs.remove_file(temp.as_path());
                 Err(e)
             }
         };

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
 use crate::dict::train;
 use crate::error::Result;
+use crate::fs::{self, FileSystem};
 use crate::hash::FastMap;
 use crate::index::{CatalogBuilder, Operation};
 use crate::segment::{ActiveSegment, SealedSegment};
@@ -186,6 +187,17 @@ pub fn write_segment(
     table: &Memtable,
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
+    write_segment_in(&fs::real(), dir, id, table, layout)
+}
+
+/// [`write_segment`] in the file system `fs`.
+pub fn write_segment_in(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    id: u64,
+    table: &Memtable,
+    layout: &mut SegmentLayout,
+) -> Result<Arc<SealedSegment>> {
     // Sorting flat keys is far cheaper than chasing every span through the
     // table on each comparison.
     let mut keys: Vec<(u128, u64, u64, u32)> = (0..table.len())
@@ -203,13 +215,13 @@ pub fn write_segment(
     keys.sort_unstable();
     let order: Vec<u32> = keys.into_iter().map(|k| k.3).collect();
     let ranges = partition(table, &order, layout.block_bytes.max(1));
-    let mut seg = ActiveSegment::create_temp(dir, id)?;
+    let mut seg = ActiveSegment::create_temp_in(fs, dir, id)?;
     let temp = seg.path.clone();
     let r = fill(&mut seg, table, &order, &ranges, layout).and_then(|_| seg.seal(dir));
     match r {
-        Ok(path) => Ok(Arc::new(SealedSegment::open(&path)?)),
+        Ok(path) => Ok(Arc::new(SealedSegment::open_in(&**fs, &path)?)),
         Err(e) => {
-            let _ = std::fs::remove_file(temp.as_path());
+            let _ = fs.remove_file(temp.as_path());
             Err(e)
         }
     }

@@ -10,7 +10,6 @@
 //! table and the current one.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -19,9 +18,9 @@ use std::thread::JoinHandle;
 use crate::block;
 use crate::compaction::{self, MergeOptions, Policy, SegmentStat};
 use crate::error::{Error, Result};
-use crate::fs::{now_unix_nanos, sync_dir};
+use crate::fs::{self, now_unix_nanos, sync_dir, FileLock, FileSystem};
 use crate::index::Operation;
-use crate::memtable::{write_segment, Memtable, SegmentLayout};
+use crate::memtable::{write_segment_in, Memtable, SegmentLayout};
 use crate::options::Options;
 use crate::query::{TraceQuery, TraceSummary};
 use crate::search::{self, OpsCatalog};
@@ -77,6 +76,8 @@ impl Drop for Closer {
 struct Inner {
     dir: PathBuf,
     opts: Options,
+    /// Every file operation goes through it.
+    fs: Arc<dyn FileSystem>,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
     /// Operations of the sealed segments, replaced with the list.
     catalog: RwLock<Arc<OpsCatalog>>,
@@ -152,7 +153,7 @@ struct Writer {
     written: u64,
     poisoned: Option<String>,
     next_id: u64,
-    lock: Option<File>,
+    lock: Option<FileLock>,
 }
 
 /// A table with its complete, fsynced log.
@@ -207,19 +208,32 @@ impl Store {
     /// (cutting a torn tail back to the last whole block first); a read-only
     /// open reads them into memory and changes nothing.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        Self::open_with(dir, opts, fs::real())
+    }
+
+    /// Opens the store in `dir` of the file system `fs`, as
+    /// [`Store::open`] does in the real one. Every file operation of the
+    /// store (appends, sealing, recovery, compaction, retention) goes
+    /// through `fs`; `spanlog::faults::FaultyFs` is one for tests.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         check_options(&opts)?;
-        prepare_dir(&dir, &opts)?;
+        prepare_dir(&*fs, &dir, &opts)?;
         let (writer, sealed, layout) = if opts.read_only {
-            let (w, s) = open_read_only(&dir)?;
+            let (w, s) = open_read_only(&fs, &dir)?;
             (w, s, None)
         } else {
-            let (w, s, l) = open_writer(&dir, &opts)?;
+            let (w, s, l) = open_writer(&fs, &dir, &opts)?;
             (w, s, Some(l))
         };
         let inner = Arc::new(Inner {
             dir,
             opts,
+            fs,
             catalog: RwLock::new(Arc::new(OpsCatalog::of_segments(&sealed))),
             sealed: RwLock::new(Arc::new(sealed)),
             writer: Mutex::new(writer),
@@ -267,6 +281,11 @@ impl Store {
     /// The options the store was opened with.
     pub fn options(&self) -> &Options {
         &self.inner.opts
+    }
+
+    /// The file system the store lives in.
+    pub fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.inner.fs
     }
 
     /// Appends a batch. Every span is validated first; if any is refused,
@@ -729,7 +748,7 @@ impl Inner {
         }
         w.logged = 0;
         if reopen {
-            let r = ActiveSegment::create_wal(&self.dir, w.next_id);
+            let r = ActiveSegment::create_wal_in(&self.fs, &self.dir, w.next_id);
             w.wal = Some(self.poison(&mut w, r)?);
             w.next_id += 1;
         }
@@ -753,7 +772,7 @@ impl Inner {
     /// its segment exists. The table is freed here, off the write path.
     fn run_sealer(&self, mut layout: SegmentLayout) {
         while let Some(job) = self.next_job() {
-            let r = write_segment(&self.dir, job.wal.id, &job.table, &mut layout);
+            let r = write_segment_in(&self.fs, &self.dir, job.wal.id, &job.table, &mut layout);
             let mut w = self.lock();
             match self.poison(&mut w, r) {
                 Ok(seg) => {
@@ -792,9 +811,11 @@ impl Inner {
         {
             log::debug!("spanlog: freeing a sealed table on the sealer thread");
         }
-        let r = std::fs::remove_file(path.as_path())
+        let r = self
+            .fs
+            .remove_file(path.as_path())
             .map_err(|e| Error::io(path.as_path(), "remove sealed log", e))
-            .and_then(|_| sync_dir(&self.dir));
+            .and_then(|_| sync_dir(&*self.fs, &self.dir));
         if let Err(e) = r {
             // Harmless: the next open removes a log whose segment exists.
             log::warn!("spanlog: {e}");
@@ -942,8 +963,9 @@ impl Inner {
             };
             // A group that cannot be merged (a damaged block, say) must not
             // hold back the other windows: its error is reported at the end.
-            let (out, st) = match compaction::merge_unless(&self.dir, id, &inputs, &opts, &closing)
-            {
+            let merged =
+                compaction::merge_unless(&self.fs, &self.dir, id, &inputs, &opts, &closing);
+            let (out, st) = match merged {
                 Ok(r) => r,
                 Err(Error::Closed) => return Err(Error::Closed),
                 Err(e) => {
@@ -1003,9 +1025,11 @@ impl Inner {
     /// its space is freed when the last map goes.
     fn delete_segments(&self, segs: &[Arc<SealedSegment>]) -> Result<()> {
         for s in segs {
-            std::fs::remove_file(&s.path).map_err(|e| Error::io(&s.path, "delete segment", e))?;
+            self.fs
+                .remove_file(&s.path)
+                .map_err(|e| Error::io(&s.path, "delete segment", e))?;
         }
-        sync_dir(&self.dir)
+        sync_dir(&*self.fs, &self.dir)
     }
 
     /// The maintenance thread: a round every `every` until stopped.
@@ -1088,9 +1112,7 @@ impl Inner {
         // A closed handle may live on: it must not keep deleted files mapped.
         *self.sealed.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Vec::new());
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(OpsCatalog::default());
-        if let Some(lock) = w.lock.take() {
-            let _ = lock.unlock();
-        }
+        drop(w.lock.take());
         r
     }
 }
@@ -1145,9 +1167,9 @@ fn check_options(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+fn prepare_dir(fs: &dyn FileSystem, dir: &Path, opts: &Options) -> Result<()> {
+    match fs.metadata(dir) {
+        Ok(m) if m.is_dir => Ok(()),
         Ok(_) => Err(Error::InvalidInput(format!(
             "{} exists and is not a directory",
             dir.display()
@@ -1157,10 +1179,10 @@ fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
                 && opts.create_if_missing
                 && !opts.read_only =>
         {
-            std::fs::create_dir_all(dir)
+            fs.create_dir_all(dir)
                 .map_err(|e| Error::io(dir, "create store directory", e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+                sync_dir(fs, parent)?;
             }
             Ok(())
         }
@@ -1168,31 +1190,25 @@ fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
     }
 }
 
-fn take_lock(dir: &Path) -> Result<File> {
+fn take_lock(fs: &dyn FileSystem, dir: &Path) -> Result<FileLock> {
     let path = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "open lock file", e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, "lock", e)),
+    match fs.try_lock(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Error::Locked(dir.to_path_buf())),
+        Err(e) => Err(Error::io(&path, "lock", e)),
     }
 }
 
 /// Store files of the directory as (id, kind, path), by id. Other files are
 /// left alone.
-fn list_files(dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
+fn list_files(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list store directory", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, "list store directory", e))?;
-        let name = entry.file_name();
+    let entries = fs
+        .read_dir(dir)
+        .map_err(|e| Error::io(dir, "list store directory", e))?;
+    for name in entries {
         match name.to_str().and_then(segment::parse_name) {
-            Some((id, kind)) => out.push((id, kind, entry.path())),
+            Some((id, kind)) => out.push((id, kind, dir.join(&name))),
             None if name != LOCK_FILE => log::debug!(
                 "spanlog: ignoring foreign file {:?} in {}",
                 name,
@@ -1219,22 +1235,23 @@ fn sealed_ids(files: &[(u64, FileKind, PathBuf)]) -> BTreeSet<u64> {
 /// Opens for writing: removes unfinished segment files, turns earlier logs
 /// into sealed segments, and starts a new log.
 fn open_writer(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     opts: &Options,
 ) -> Result<(Writer, Vec<Arc<SealedSegment>>, SegmentLayout)> {
     let mut w = Writer::new(Mode::Writer);
-    w.lock = Some(take_lock(dir)?);
-    let files = list_files(dir)?;
+    w.lock = Some(take_lock(&**fs, dir)?);
+    let files = list_files(&**fs, dir)?;
     let sealed_ids = sealed_ids(&files);
     let mut layout = SegmentLayout::new(opts.block_target_bytes, opts.compression_level);
     // Unfinished segments go first: recovering a log rewrites its segment
     // under the same temporary name.
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Temp) {
-        remove_leftover(dir, path, "an unfinished segment")?;
+        remove_leftover(&**fs, dir, path, "an unfinished segment")?;
     }
     let mut sealed = Vec::new();
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
-        sealed.push(Arc::new(SealedSegment::open(path)?));
+        sealed.push(Arc::new(SealedSegment::open_in(&**fs, path)?));
     }
     // A log whose segment was sealed, or was sealed and then merged into a
     // segment that supersedes it, holds nothing those segments lack.
@@ -1244,22 +1261,31 @@ fn open_writer(
         match kind {
             FileKind::Segment | FileKind::Temp => {}
             FileKind::Wal if done.contains(id) => {
-                remove_leftover(dir, path, "a log whose segment was sealed")?
+                remove_leftover(&**fs, dir, path, "a log whose segment was sealed")?
             }
-            FileKind::Wal => {
-                sealed.extend(recover_log(dir, path, &mut layout, opts.strict_recovery)?)
-            }
+            FileKind::Wal => sealed.extend(recover_log(
+                fs,
+                dir,
+                path,
+                &mut layout,
+                opts.strict_recovery,
+            )?),
         }
     }
     sealed.sort_by_key(|s| s.id);
     for gone in drop_superseded(&mut sealed) {
-        remove_leftover(dir, &gone.path, "a segment superseded by a merged one")?;
+        remove_leftover(
+            &**fs,
+            dir,
+            &gone.path,
+            "a segment superseded by a merged one",
+        )?;
     }
     let last = files.iter().map(|f| f.0).max().unwrap_or(0);
     w.next_id = last
         .checked_add(1)
         .ok_or_else(|| Error::InvalidInput("segment ids exhausted".into()))?;
-    w.wal = Some(ActiveSegment::create_wal(dir, w.next_id)?);
+    w.wal = Some(ActiveSegment::create_wal_in(fs, dir, w.next_id)?);
     w.next_id += 1;
     w.wal_compressor = Some(
         zstd::bulk::Compressor::new(WAL_COMPRESSION_LEVEL)
@@ -1268,21 +1294,23 @@ fn open_writer(
     Ok((w, sealed, layout))
 }
 
-fn remove_leftover(dir: &Path, path: &Path, what: &str) -> Result<()> {
+fn remove_leftover(fs: &dyn FileSystem, dir: &Path, path: &Path, what: &str) -> Result<()> {
     log::info!("spanlog: removing {what}: {}", path.display());
-    std::fs::remove_file(path).map_err(|e| Error::io(path, "remove leftover file", e))?;
-    sync_dir(dir)
+    fs.remove_file(path)
+        .map_err(|e| Error::io(path, "remove leftover file", e))?;
+    sync_dir(fs, dir)
 }
 
 /// Turns a log left by an earlier writer into a sealed segment: cuts a torn
 /// tail (logged with its offset), writes the spans sorted, deletes the log.
 fn recover_log(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     path: &Path,
     layout: &mut SegmentLayout,
     strict: bool,
 ) -> Result<Option<Arc<SealedSegment>>> {
-    let r = segment::recover_active_with(path, true, strict)?;
+    let r = segment::recover_active_in(fs, path, true, strict)?;
     match (&r.torn_tail, &r.kept_tail) {
         (Some((offset, why)), Some(kept)) => log::error!(
             "spanlog: {} is damaged at byte offset {offset} ({why}) and valid blocks follow; recovered up to there, the rest is kept in {}",
@@ -1296,7 +1324,7 @@ fn recover_log(
         None
     } else {
         let table = Memtable::from_spans(r.spans);
-        Some(write_segment(dir, r.segment.id, &table, layout)?)
+        Some(write_segment_in(fs, dir, r.segment.id, &table, layout)?)
     };
     r.segment.discard(dir)?;
     Ok(seg)
@@ -1305,10 +1333,10 @@ fn recover_log(
 /// Opens without writing anything: sealed segments are mapped, logs are read
 /// into memory up to their last valid block. A writer may seal a log and
 /// delete it meanwhile; then the listing is taken again.
-fn open_read_only(dir: &Path) -> Result<Opened> {
+fn open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
     let mut attempt = 0;
     loop {
-        match try_open_read_only(dir) {
+        match try_open_read_only(fs, dir) {
             Err(Error::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && attempt < 10 =>
             {
@@ -1319,13 +1347,13 @@ fn open_read_only(dir: &Path) -> Result<Opened> {
     }
 }
 
-fn try_open_read_only(dir: &Path) -> Result<Opened> {
+fn try_open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
     let mut w = Writer::new(Mode::ReadOnly);
-    let files = list_files(dir)?;
+    let files = list_files(&**fs, dir)?;
     let mut done = sealed_ids(&files);
     let mut sealed = Vec::new();
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
-        sealed.push(Arc::new(SealedSegment::open(path)?));
+        sealed.push(Arc::new(SealedSegment::open_in(&**fs, path)?));
     }
     // A log whose segment a merge superseded: the segment was sealed and
     // merged before the log was deleted, so the merged segment holds its
@@ -1333,7 +1361,7 @@ fn try_open_read_only(dir: &Path) -> Result<Opened> {
     done.extend(sealed.iter().flat_map(|s| s.supersedes.iter().copied()));
     for (id, kind, path) in files {
         if kind == FileKind::Wal && !done.contains(&id) {
-            let r = segment::recover_active(&path, false)?;
+            let r = segment::recover_active_in(fs, &path, false, false)?;
             w.frozen.push((r.segment, Memtable::from_spans(r.spans)));
         }
     }
