@@ -363,7 +363,12 @@ impl FaultyFs {
     pub fn list(&self, dir: &Path) -> Vec<String> {
         let s = self.lock();
         s.children(dir)
-            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect()
     }
 
@@ -385,9 +390,9 @@ impl FaultyFs {
         for p in paths {
             let ok = p.parent().is_none_or(|parent| {
                 parent.as_os_str().is_empty()
-                    || *dirs_ok.entry(parent.to_path_buf()).or_insert_with(|| {
-                        ancestors_exist(&names, parent)
-                    })
+                    || *dirs_ok
+                        .entry(parent.to_path_buf())
+                        .or_insert_with(|| ancestors_exist(&names, parent))
             });
             if !ok {
                 names.remove(&p);
@@ -887,7 +892,12 @@ impl FileHandle for FaultyFile {
             return Err(os_err(EBADF));
         }
         let mut s = self.fs.lock();
-        let size = s.inodes.get(&self.ino).ok_or_else(|| os_err(EBADF))?.data.len() as u64;
+        let size = s
+            .inodes
+            .get(&self.ino)
+            .ok_or_else(|| os_err(EBADF))?
+            .data
+            .len() as u64;
         if len > size && s.room(self.ino, size, (len - size) as usize) < (len - size) as usize {
             return Err(os_err(ENOSPC));
         }
@@ -971,14 +981,20 @@ mod tests {
         fs.fail_nth(Op::Write, "", 2, false, Fault::Io);
         let f = fs.open(&p("/f"), OpenMode::CreateNew).unwrap();
         f.write_all_at(b"one", 0).unwrap();
-        assert_eq!(f.write_all_at(b"two", 3).unwrap_err().raw_os_error(), Some(EIO));
+        assert_eq!(
+            f.write_all_at(b"two", 3).unwrap_err().raw_os_error(),
+            Some(EIO)
+        );
         f.write_all_at(b"two", 3).unwrap();
         fs.clear_faults();
         fs.fail_nth(Op::Write, "", 1, false, Fault::ShortWrite);
         assert_eq!(f.write_at(b"four", 6).unwrap(), 2);
         fs.set_capacity(Some(10));
         assert_eq!(f.write_at(b"abcdef", 8).unwrap(), 2);
-        assert_eq!(f.write_at(b"z", 10).unwrap_err().raw_os_error(), Some(ENOSPC));
+        assert_eq!(
+            f.write_at(b"z", 10).unwrap_err().raw_os_error(),
+            Some(ENOSPC)
+        );
         fs.set_capacity(None);
         assert_eq!(fs.contents(&p("/f")).unwrap(), b"onetwofoab");
         fs.fail_nth(Op::SyncFile, "/f", 1, false, Fault::Io);
