@@ -1179,10 +1179,24 @@ fn prepare_dir(fs: &dyn FileSystem, dir: &Path, opts: &Options) -> Result<()> {
                 && opts.create_if_missing
                 && !opts.read_only =>
         {
+            // Parents created along with the directory need their entries
+            // made durable too, or a crash could take the store with them.
+            let mut created = vec![dir];
+            while let Some(parent) = created[created.len() - 1]
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                match fs.metadata(parent) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => created.push(parent),
+                    _ => break,
+                }
+            }
             fs.create_dir_all(dir)
                 .map_err(|e| Error::io(dir, "create store directory", e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(fs, parent)?;
+            for d in created.iter().rev() {
+                if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(fs, parent)?;
+                }
             }
             Ok(())
         }
