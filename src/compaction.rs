@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::block::{compress_block, encode_raw_block, INTERN_MAX_LEN};
 use crate::error::{Error, Result};
-use crate::fs::{self, FileSystem};
+use crate::fs::{self, sync_dir, FileSystem};
 use crate::segment::{ActiveSegment, BlockSource, SealedSegment};
 use crate::span::Span;
 
@@ -251,6 +251,11 @@ pub fn merge(
 /// [`Error::Closed`], removing the unfinished file, once `cancelled`
 /// returns true; it is asked after each block written and while the merge
 /// is held back by its rate.
+///
+/// On any error no merged segment is left under its sealed name, unless
+/// removing it failed too (the error is then logged): a caller that finds
+/// `dir/<id>.seg` after an error must not merge the same inputs again,
+/// since two segments superseding the same inputs would both be served.
 pub fn merge_unless(
     fs: &Arc<dyn FileSystem>,
     dir: &Path,
@@ -291,16 +296,37 @@ pub fn merge_unless(
             Err(e) => Err(e),
         };
         return match r {
-            Ok((path, mut stats)) => {
-                let out = SealedSegment::open_in(&**fs, &path)?;
-                stats.bytes_out = out.file_len();
-                Ok((Arc::new(out), stats))
-            }
+            Ok((path, mut stats)) => match SealedSegment::open_in(&**fs, &path) {
+                Ok(out) => {
+                    stats.bytes_out = out.file_len();
+                    Ok((Arc::new(out), stats))
+                }
+                Err(e) => {
+                    // Sealed but unusable: it must not supersede the
+                    // inputs, which stay published.
+                    withdraw(&**fs, dir, &path);
+                    Err(e)
+                }
+            },
             Err(e) => {
                 let _ = fs.remove_file(temp.as_path());
                 Err(e)
             }
         };
+    }
+}
+
+/// Removes a merged segment that will not be published, then syncs the
+/// directory. Should a crash come before the removal is durable, the
+/// segment found is whole and holds every span of its inputs, so serving
+/// it instead of them is just as correct.
+fn withdraw(fs: &dyn FileSystem, dir: &Path, path: &Path) {
+    let r = fs
+        .remove_file(path)
+        .map_err(|e| Error::io(path, "remove unpublished merged segment", e))
+        .and_then(|_| sync_dir(fs, dir));
+    if let Err(e) = r {
+        log::error!("spanlog: {e}");
     }
 }
 

@@ -607,7 +607,20 @@ impl ActiveSegment {
         self.fs
             .rename(path, &sealed)
             .map_err(|e| Error::io(path, "rename sealed segment", e))?;
-        sync_dir(&*self.fs, dir)?;
+        if let Err(e) = sync_dir(&*self.fs, dir) {
+            // The rename may or may not be durable, and the caller will not
+            // publish the segment: take the name back, so that what the
+            // segment would replace (a log, a merge's inputs) stays in
+            // force. Should a crash come first, the segment found is whole
+            // and fsynced, so finding it is just as correct.
+            if let Err(u) = self.fs.remove_file(&sealed) {
+                log::error!(
+                    "spanlog: {} stays after the failed fsync of its directory: {u}",
+                    sealed.display()
+                );
+            }
+            return Err(e);
+        }
         Ok(sealed)
     }
 

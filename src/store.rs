@@ -970,6 +970,9 @@ impl Inner {
                 Err(Error::Closed) => return Err(Error::Closed),
                 Err(e) => {
                     log::error!("spanlog: merging segments {group:?} failed: {e}");
+                    if self.check_withdrawn(id).is_err() {
+                        return Err(e);
+                    }
                     failed.get_or_insert(e);
                     continue;
                 }
@@ -995,6 +998,27 @@ impl Inner {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// After a failed merge into segment `id`: a merged segment left under
+    /// its sealed name (its removal failed too) supersedes the inputs,
+    /// which stay published, so merging them again would leave two
+    /// segments that both replace them, and both would be served after a
+    /// reopen. The writer is poisoned instead: the next open serves that
+    /// segment in place of its inputs, or the inputs if it is gone.
+    fn check_withdrawn(&self, id: u64) -> Result<()> {
+        let path = self.dir.join(segment::sealed_name(id));
+        let err = match self.fs.metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Error::io(&path, "check for a withdrawn merged segment", e),
+            Ok(_) => Error::io(
+                &path,
+                "withdraw merged segment",
+                std::io::Error::other("it is still in the directory after the failed merge"),
+            ),
+        };
+        let mut w = self.lock();
+        self.poison(&mut w, Err(err))
     }
 
     /// A new segment id, above every id in use.
