@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use crate::block;
 use crate::compaction::{self, MergeOptions, Policy, SegmentStat};
 use crate::error::{Error, Result};
-use crate::fs::{self, now_unix_nanos, sync_dir, FileLock, FileSystem};
+use crate::fs::{self, now_unix_nanos, sync_dir, FileHandle, FileLock, FileSystem};
 use crate::index::Operation;
 use crate::memtable::{write_segment_in, Memtable, SegmentLayout};
 use crate::options::Options;
@@ -86,6 +86,9 @@ struct Inner {
     changed: Condvar,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    /// Held during every fsync of a log, so that no two run at once; holds
+    /// the error of the first that failed.
+    log_sync: Mutex<Option<String>>,
     sealer: Mutex<Option<JoinHandle<()>>>,
     /// Serialises compaction and retention.
     maintenance_run: Mutex<()>,
@@ -244,6 +247,7 @@ impl Store {
                 syncs: 0,
             }),
             synced: Condvar::new(),
+            log_sync: Mutex::new(None),
             sealer: Mutex::new(None),
             maintenance_run: Mutex::new(()),
             maintenance: Mutex::new(MaintenanceStatus::default()),
@@ -733,10 +737,7 @@ impl Inner {
             // Blocks a flush wrote and has not fsynced yet: a later flush
             // fsyncs only the next log, so they are made durable here.
             if self.synced_upto() < w.written {
-                let r = wal
-                    .file
-                    .sync_data()
-                    .map_err(|e| Error::io(wal.path.as_path(), "fsync write-ahead log", e));
+                let r = self.fsync_log(&*wal.file, &wal.path);
                 self.poison(&mut w, r)?;
                 self.mark_synced(w.written);
             }
@@ -884,14 +885,30 @@ impl Inner {
                 None => return Ok(w.written),
             }
         };
-        match file.sync_data() {
+        match self.fsync_log(&*file, &path) {
             Ok(()) => Ok(upto),
             Err(e) => {
-                let err = Error::io(path.as_path(), "fsync write-ahead log", e);
                 let mut w = self.lock();
-                self.poison(&mut w, Err(err))
+                self.poison(&mut w, Err(e))
             }
         }
+    }
+
+    /// fdatasyncs a log. A flush fsyncs outside the writer's lock, and a
+    /// freeze may fsync the same log meanwhile: after a failed fsync the
+    /// kernel may have dropped the pages it covered and report success to
+    /// the next one, so fsyncs of logs run one at a time, and none is
+    /// trusted after one failed (until the store is reopened).
+    fn fsync_log(&self, file: &dyn FileHandle, path: &Path) -> Result<()> {
+        let mut failed = self.log_sync.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &*failed {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        file.sync_data().map_err(|e| {
+            let e = Error::io(path, "fsync write-ahead log", e);
+            *failed = Some(e.to_string());
+            e
+        })
     }
 
     /// Retention and compaction under the maintenance lock; `full` merges
