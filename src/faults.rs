@@ -10,10 +10,10 @@
 //! 7.1, with choices drawn from a seeded generator:
 //!
 //! * of the bytes written to a file since its last fsync, the image keeps
-//!   none, all, a prefix, a prefix followed by garbage, or a mix of new
-//!   bytes, zeros and garbage sector by sector, cut at some length; bytes
-//!   that were durable stay as they were (a truncation not yet fsynced
-//!   leaves either length);
+//!   none, all, a prefix, a prefix ending in garbage, or a prefix of a mix
+//!   of new bytes, zeros and garbage sector by sector; a file never ends
+//!   past what was written to it; bytes that were durable stay as they
+//!   were (a truncation not yet fsynced leaves either length);
 //! * each creation, rename or removal of a directory entry not yet covered
 //!   by an fsync of its directory survives or not, independently of the
 //!   others, but a rename is atomic (old name or new name, not both);
@@ -30,7 +30,7 @@
 //!
 //! Paths are taken as given (use absolute ones); `/` always exists.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fmt;
@@ -241,9 +241,9 @@ fn apply(names: &mut BTreeMap<PathBuf, Node>, change: &Change) {
 }
 
 thread_local! {
-    /// Set while a hook runs on this thread: calls it makes do not run
-    /// hooks again.
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    /// The file systems whose hook runs on this thread: calls the hook
+    /// makes to the same file system do not run it again.
+    static IN_HOOK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Default for FaultyFs {
@@ -329,9 +329,9 @@ impl FaultyFs {
         self.lock().used()
     }
 
-    /// Runs `hook` before every call (except calls made by a hook). The
-    /// hook runs outside the file system's lock and may use it, e.g. to
-    /// take a [`crash_image`](Self::crash_image).
+    /// Runs `hook` before every call (except calls the hook itself makes
+    /// to this file system). The hook runs outside the file system's lock
+    /// and may use it, e.g. to take a [`crash_image`](Self::crash_image).
     pub fn set_hook(&self, hook: impl Fn(&FaultyFs, &Call) + Send + Sync + 'static) {
         *self.shared.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
     }
@@ -445,7 +445,8 @@ impl FaultyFs {
             }
             (call, fault)
         };
-        if !IN_HOOK.with(Cell::get) {
+        let me = Arc::as_ptr(&self.shared) as usize;
+        if !IN_HOOK.with(|h| h.borrow().contains(&me)) {
             let hook = self
                 .shared
                 .hook
@@ -453,9 +454,9 @@ impl FaultyFs {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             if let Some(hook) = hook {
-                IN_HOOK.with(|f| f.set(true));
+                IN_HOOK.with(|h| h.borrow_mut().push(me));
                 hook(self, &call);
-                IN_HOOK.with(|f| f.set(false));
+                IN_HOOK.with(|h| h.borrow_mut().retain(|x| *x != me));
             }
         }
         fault
@@ -501,19 +502,23 @@ fn image_bytes(ino: &Inode, rng: &mut Rng) -> Vec<u8> {
     // Appended since the last fsync.
     let extra = &new[c..];
     let mut out = old.clone();
+    // A file never ends past what was written to it: the image keeps a
+    // prefix of the new bytes, or of a mix of them with zeros and garbage.
     let n = extra.len() as u64;
     match rng.below(8) {
         0 => {}
         1 => out.extend_from_slice(extra),
         2..=4 => out.extend_from_slice(&extra[..rng.range(0, n) as usize]),
         5 => {
-            out.extend_from_slice(&extra[..rng.range(0, n) as usize]);
-            let junk = rng.range(1, 256);
-            out.extend((0..junk).map(|_| rng.next_u64() as u8));
+            // The last write torn: its tail is garbage.
+            let len = rng.range(0, n) as usize;
+            let good = rng.range(0, len as u64) as usize;
+            out.extend_from_slice(&extra[..good]);
+            out.extend((good..len).map(|_| rng.next_u64() as u8));
         }
         _ => {
             // Sectors reach the disk in any order: each is new, zeros or
-            // garbage, and the file ends anywhere.
+            // garbage.
             let len = rng.range(0, n) as usize;
             for sector in extra[..len].chunks(512) {
                 match rng.below(4) {
