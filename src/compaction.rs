@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::block::{compress_block, encode_raw_block, INTERN_MAX_LEN};
 use crate::error::{Error, Result};
+use crate::fs::{self, sync_dir, FileSystem};
 use crate::segment::{ActiveSegment, BlockSource, SealedSegment};
 use crate::span::Span;
 
@@ -264,20 +265,28 @@ pub fn merge(
     inputs: &[Arc<SealedSegment>],
     opts: &MergeOptions,
 ) -> Result<(Arc<SealedSegment>, MergeStats)> {
-    merge_unless(dir, id, inputs, opts, &|| false)
+    merge_unless(&fs::real(), dir, id, inputs, opts, &|| false)
 }
 
-/// As [`merge`], but gives up with [`Error::Closed`], removing the
-/// unfinished file, once `cancelled` returns true; it is asked after each
-/// block written and while the merge is held back by its rate.
+/// As [`merge`], in the file system `fs`, but gives up with
+/// [`Error::Closed`], removing the unfinished file, once `cancelled`
+/// returns true; it is asked after each block written and while the merge
+/// is held back by its rate.
+///
+/// On any error no merged segment is left under its sealed name, unless
+/// removing it failed too (the error is then logged): a caller that finds
+/// `dir/<id>.seg` after an error must not merge the same inputs again,
+/// since two segments superseding the same inputs would both be served.
 pub fn merge_unless(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     id: u64,
     inputs: &[Arc<SealedSegment>],
     opts: &MergeOptions,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(Arc<SealedSegment>, MergeStats)> {
-    let (out, stats) = merge_erasing(dir, id, inputs, opts, cancelled, &|_, _| false, false)?;
+    let (out, stats) =
+        merge_erasing_in(fs, dir, id, inputs, opts, cancelled, &|_, _| false, false)?;
     let out =
         out.ok_or_else(|| Error::InvalidInput("a merge erasing nothing wrote nothing".into()))?;
     Ok((out, stats))
@@ -301,9 +310,35 @@ pub fn merge_erasing(
     erased: &dyn Fn(&Span, u64) -> bool,
     fresh_dict: bool,
 ) -> Result<(Option<Arc<SealedSegment>>, MergeStats)> {
+    merge_erasing_in(
+        &fs::real(),
+        dir,
+        id,
+        inputs,
+        opts,
+        cancelled,
+        erased,
+        fresh_dict,
+    )
+}
+
+/// [`merge_erasing`] in the file system `fs`. As with [`merge_unless`],
+/// no merged segment is left under its sealed name after an error, unless
+/// removing it failed too.
+#[allow(clippy::too_many_arguments)]
+pub fn merge_erasing_in(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<SealedSegment>],
+    opts: &MergeOptions,
+    cancelled: &dyn Fn() -> bool,
+    erased: &dyn Fn(&Span, u64) -> bool,
+    fresh_dict: bool,
+) -> Result<(Option<Arc<SealedSegment>>, MergeStats)> {
     let mut whole = vec![false; inputs.len()];
     loop {
-        let mut seg = ActiveSegment::create_temp(dir, id)?;
+        let mut seg = ActiveSegment::create_temp_in(fs, dir, id)?;
         let temp = seg.path.clone();
         // The inputs and what they replaced themselves: should an earlier
         // merge have failed to delete its inputs, they stay superseded.
@@ -318,14 +353,14 @@ pub fn merge_erasing(
         ) {
             Ok(Filled::Done(stats)) if stats.spans_out == 0 && stats.erased > 0 => {
                 drop(seg);
-                std::fs::remove_file(temp.as_path())
+                fs.remove_file(temp.as_path())
                     .map_err(|e| Error::io(temp.as_path(), "remove unfinished merge", e))?;
                 return Ok((None, stats));
             }
             Ok(Filled::Done(stats)) => seg.seal(dir).map(|path| (path, stats)),
             Ok(Filled::Unsorted(i)) if !whole[i] => {
                 drop(seg);
-                std::fs::remove_file(temp.as_path())
+                fs.remove_file(temp.as_path())
                     .map_err(|e| Error::io(temp.as_path(), "remove unfinished merge", e))?;
                 log::info!(
                     "spanlog: {} is not sorted block after block; merging it from memory",
@@ -341,16 +376,37 @@ pub fn merge_erasing(
             Err(e) => Err(e),
         };
         return match r {
-            Ok((path, mut stats)) => {
-                let out = SealedSegment::open(&path)?;
-                stats.bytes_out = out.file_len();
-                Ok((Some(Arc::new(out)), stats))
-            }
+            Ok((path, mut stats)) => match SealedSegment::open_in(&**fs, &path) {
+                Ok(out) => {
+                    stats.bytes_out = out.file_len();
+                    Ok((Some(Arc::new(out)), stats))
+                }
+                Err(e) => {
+                    // Sealed but unusable: it must not supersede the
+                    // inputs, which stay published.
+                    withdraw(&**fs, dir, &path);
+                    Err(e)
+                }
+            },
             Err(e) => {
-                let _ = std::fs::remove_file(temp.as_path());
+                let _ = fs.remove_file(temp.as_path());
                 Err(e)
             }
         };
+    }
+}
+
+/// Removes a merged segment that will not be published, then syncs the
+/// directory. Should a crash come before the removal is durable, the
+/// segment found is whole and holds every span of its inputs but the
+/// erased ones, so serving it instead of them is just as correct.
+fn withdraw(fs: &dyn FileSystem, dir: &Path, path: &Path) {
+    let r = fs
+        .remove_file(path)
+        .map_err(|e| Error::io(path, "remove unpublished merged segment", e))
+        .and_then(|_| sync_dir(fs, dir));
+    if let Err(e) = r {
+        log::error!("spanlog: {e}");
     }
 }
 

@@ -11,6 +11,7 @@ pub mod compaction;
 pub mod dict;
 pub mod digest;
 pub mod error;
+pub mod faults;
 pub mod fs;
 pub mod gen;
 pub mod hash;

@@ -13,6 +13,7 @@ use crate::attrs::{ItemContext, KeySet};
 use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
 use crate::dict::train;
 use crate::error::Result;
+use crate::fs::{self, FileSystem};
 use crate::hash::FastMap;
 use crate::index::{CatalogBuilder, Operation};
 use crate::segment::{ActiveSegment, SealedSegment};
@@ -205,7 +206,18 @@ pub fn write_segment(
     table: &Memtable,
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
-    write_rows(dir, id, table, sorted_rows(table, &|_| false), layout)
+    write_segment_in(&fs::real(), dir, id, table, layout)
+}
+
+/// [`write_segment`] in the file system `fs`.
+pub fn write_segment_in(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    id: u64,
+    table: &Memtable,
+    layout: &mut SegmentLayout,
+) -> Result<Arc<SealedSegment>> {
+    write_rows(fs, dir, id, table, sorted_rows(table, &|_| false), layout)
 }
 
 /// As [`write_segment`], leaving out the spans `erased` says are erased
@@ -218,11 +230,23 @@ pub fn write_segment_erasing(
     layout: &mut SegmentLayout,
     erased: &dyn Fn(&Span) -> bool,
 ) -> Result<Option<Arc<SealedSegment>>> {
+    write_segment_erasing_in(&fs::real(), dir, id, table, layout, erased)
+}
+
+/// [`write_segment_erasing`] in the file system `fs`.
+pub fn write_segment_erasing_in(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    id: u64,
+    table: &Memtable,
+    layout: &mut SegmentLayout,
+    erased: &dyn Fn(&Span) -> bool,
+) -> Result<Option<Arc<SealedSegment>>> {
     let order = sorted_rows(table, erased);
     if order.is_empty() && !table.is_empty() {
         return Ok(None);
     }
-    write_rows(dir, id, table, order, layout).map(Some)
+    write_rows(fs, dir, id, table, order, layout).map(Some)
 }
 
 /// Positions of the table's spans not `erased`, sorted by (trace, start,
@@ -248,6 +272,7 @@ fn sorted_rows(table: &Memtable, erased: &dyn Fn(&Span) -> bool) -> Vec<u32> {
 }
 
 fn write_rows(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     id: u64,
     table: &Memtable,
@@ -255,16 +280,16 @@ fn write_rows(
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
     let ranges = partition(table, &order, layout.block_bytes.max(1));
-    let mut seg = ActiveSegment::create_temp(dir, id)?;
+    let mut seg = ActiveSegment::create_temp_in(fs, dir, id)?;
     let temp = seg.path.clone();
     let r = fill(&mut seg, table, &order, &ranges, layout).and_then(|_| {
         layout.demoted = Arc::new(seg.attr_filters.demoted_keys());
         seg.seal(dir)
     });
     match r {
-        Ok(path) => Ok(Arc::new(SealedSegment::open(&path)?)),
+        Ok(path) => Ok(Arc::new(SealedSegment::open_in(&**fs, &path)?)),
         Err(e) => {
-            let _ = std::fs::remove_file(temp.as_path());
+            let _ = fs.remove_file(temp.as_path());
             Err(e)
         }
     }

@@ -8,13 +8,10 @@
 //! to `*.seg`; from then on the file is never modified and may be mapped.
 //! Layout: `format-spec.md`, sections 4 to 6.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
-use memmap2::Mmap;
 
 use crate::block::{
     self, BlockHeader, BlockSummary, BlockView, EncodedBlock, RowHead, BLOCK_HEADER_LEN,
@@ -23,7 +20,7 @@ use crate::codec::{put_u32, put_u64, DecodeError};
 use crate::dict::BlockDict;
 use crate::digest::{self, Digest, DigestBuilder, Row, Services, DIGEST_LEN, ROW_LEN};
 use crate::error::{Error, Result};
-use crate::fs::{now_unix_nanos, sync_dir};
+use crate::fs::{self, now_unix_nanos, sync_dir, FileHandle, FileMap, FileSystem, OpenMode};
 use crate::index::{BloomView, Catalog, CatalogBuilder, TraceIndexBuilder, TraceIndexView};
 use crate::span::{Span, TraceId};
 
@@ -297,7 +294,10 @@ fn block_err(path: &Path, offset: u64, e: DecodeError) -> Error {
 #[derive(Clone)]
 pub enum BlockSource {
     Mapped(Arc<SealedSegment>),
-    File { path: Arc<PathBuf>, file: Arc<File> },
+    File {
+        path: Arc<PathBuf>,
+        file: Arc<dyn FileHandle>,
+    },
 }
 
 impl BlockSource {
@@ -426,7 +426,9 @@ fn load_from(
 pub struct ActiveSegment {
     pub id: u64,
     pub path: Arc<PathBuf>,
-    pub file: Arc<File>,
+    pub file: Arc<dyn FileHandle>,
+    /// The file system the file lives in, for sealing and removing it.
+    fs: Arc<dyn FileSystem>,
     pub created_unix_nano: u64,
     len: u64,
     pub blocks: Vec<BlockMeta>,
@@ -448,8 +450,13 @@ impl ActiveSegment {
     /// (file and directory entry fsynced), so a flush into it needs only an
     /// fsync of the file.
     pub fn create_wal(dir: &Path, id: u64) -> Result<ActiveSegment> {
-        let seg = Self::create_file(dir.join(wal_name(id)), id)?;
-        sync_dir(dir)?;
+        Self::create_wal_in(&fs::real(), dir, id)
+    }
+
+    /// [`create_wal`](Self::create_wal) in the file system `fs`.
+    pub fn create_wal_in(fs: &Arc<dyn FileSystem>, dir: &Path, id: u64) -> Result<ActiveSegment> {
+        let seg = Self::create_file(fs, dir.join(wal_name(id)), id)?;
+        sync_dir(&**fs, dir)?;
         Ok(seg)
     }
 
@@ -458,15 +465,17 @@ impl ActiveSegment {
     /// and sealing fsyncs the file before the rename and the directory
     /// after it.
     pub fn create_temp(dir: &Path, id: u64) -> Result<ActiveSegment> {
-        Self::create_file(dir.join(temp_name(id)), id)
+        Self::create_temp_in(&fs::real(), dir, id)
     }
 
-    fn create_file(path: PathBuf, id: u64) -> Result<ActiveSegment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+    /// [`create_temp`](Self::create_temp) in the file system `fs`.
+    pub fn create_temp_in(fs: &Arc<dyn FileSystem>, dir: &Path, id: u64) -> Result<ActiveSegment> {
+        Self::create_file(fs, dir.join(temp_name(id)), id)
+    }
+
+    fn create_file(fs: &Arc<dyn FileSystem>, path: PathBuf, id: u64) -> Result<ActiveSegment> {
+        let file = fs
+            .open(&path, OpenMode::CreateNew)
             .map_err(|e| Error::io(&path, "create segment", e))?;
         let created = now_unix_nanos();
         file.write_all_at(&encode_header(id, created), 0)
@@ -474,6 +483,7 @@ impl ActiveSegment {
         file.sync_all()
             .map_err(|e| Error::io(&path, "fsync segment", e))?;
         Ok(ActiveSegment::new(
+            fs.clone(),
             id,
             path,
             file,
@@ -482,11 +492,19 @@ impl ActiveSegment {
         ))
     }
 
-    fn new(id: u64, path: PathBuf, file: File, created: u64, len: u64) -> ActiveSegment {
+    fn new(
+        fs: Arc<dyn FileSystem>,
+        id: u64,
+        path: PathBuf,
+        file: Box<dyn FileHandle>,
+        created: u64,
+        len: u64,
+    ) -> ActiveSegment {
         ActiveSegment {
             id,
             path: Arc::new(path),
-            file: Arc::new(file),
+            file: Arc::from(file),
+            fs,
             created_unix_nano: created,
             len,
             blocks: Vec::new(),
@@ -575,7 +593,12 @@ impl ActiveSegment {
         let sealed = dir.join(sealed_name(self.id));
         // Sealed files are never replaced: the writer holds the directory
         // lock, so nothing can create this name between check and rename.
-        if sealed.exists() {
+        let exists = match self.fs.metadata(&sealed) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io(&sealed, "check for a sealed segment", e)),
+        };
+        if exists {
             return Err(Error::corrupt(
                 &sealed,
                 0,
@@ -585,16 +608,32 @@ impl ActiveSegment {
                 ),
             ));
         }
-        std::fs::rename(path, &sealed).map_err(|e| Error::io(path, "rename sealed segment", e))?;
-        sync_dir(dir)?;
+        self.fs
+            .rename(path, &sealed)
+            .map_err(|e| Error::io(path, "rename sealed segment", e))?;
+        if let Err(e) = sync_dir(&*self.fs, dir) {
+            // The rename may or may not be durable, and the caller will not
+            // publish the segment: take the name back, so that what the
+            // segment would replace (a log, a merge's inputs) stays in
+            // force. Should a crash come first, the segment found is whole
+            // and fsynced, so finding it is just as correct.
+            if let Err(u) = self.fs.remove_file(&sealed) {
+                log::error!(
+                    "spanlog: {} stays after the failed fsync of its directory: {u}",
+                    sealed.display()
+                );
+            }
+            return Err(e);
+        }
         Ok(sealed)
     }
 
     /// Removes the file (an empty log, or a log whose spans are sealed).
     pub fn discard(self, dir: &Path) -> Result<()> {
-        std::fs::remove_file(self.path.as_path())
+        self.fs
+            .remove_file(self.path.as_path())
             .map_err(|e| Error::io(self.path.as_path(), "remove empty segment", e))?;
-        sync_dir(dir)
+        sync_dir(&*self.fs, dir)
     }
 
     /// Footer sections, the section table and the trailer.
@@ -700,7 +739,7 @@ pub struct Recovered {
 /// instead a corruption error and nothing is changed. Without `truncate`
 /// (read-only opens, verification) the file is left alone.
 pub fn recover_active(path: &Path, truncate: bool) -> Result<Recovered> {
-    recover_active_with(path, truncate, false)
+    recover_active_in(&fs::real(), path, truncate, false)
 }
 
 impl Recovered {
@@ -712,21 +751,37 @@ impl Recovered {
 
 /// [`recover_active`], refusing damage followed by valid blocks if `strict`.
 pub fn recover_active_with(path: &Path, truncate: bool, strict: bool) -> Result<Recovered> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(truncate)
-        .open(path)
+    recover_active_in(&fs::real(), path, truncate, strict)
+}
+
+/// [`recover_active_with`] in the file system `fs`.
+pub fn recover_active_in(
+    fs: &Arc<dyn FileSystem>,
+    path: &Path,
+    truncate: bool,
+    strict: bool,
+) -> Result<Recovered> {
+    let mode = if truncate {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::Read
+    };
+    let file = fs
+        .open(path, mode)
         .map_err(|e| Error::io(path, "open write-ahead log", e))?;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read write-ahead log", e))?;
+    let bytes = file
+        .read_to_end()
+        .map_err(|e| Error::io(path, "read write-ahead log", e))?;
     let header = match decode_header(path, &bytes) {
         Ok(h) => h,
         Err(e @ Error::Corruption { .. }) if bytes.len() <= HEADER_LEN => {
-            return stillborn(path, file, e)
+            return stillborn(fs, path, file, e)
         }
         Err(e) => return Err(e),
     };
     check_id(path, &header)?;
     let mut seg = ActiveSegment::new(
+        fs.clone(),
         header.segment_id,
         path.to_path_buf(),
         file,
@@ -748,7 +803,7 @@ pub fn recover_active_with(path: &Path, truncate: bool, strict: bool) -> Result<
     let mut kept_tail = None;
     if torn_tail.is_some() && truncate {
         if valid_after_damage.is_some() {
-            kept_tail = Some(keep_tail(path, &bytes, seg.len)?);
+            kept_tail = Some(keep_tail(&**fs, path, &bytes, seg.len)?);
         }
         seg.file
             .set_len(seg.len)
@@ -767,17 +822,19 @@ pub fn recover_active_with(path: &Path, truncate: bool, strict: bool) -> Result<
 }
 
 /// Copies the bytes about to be cut off to a side file, durably.
-fn keep_tail(path: &Path, bytes: &[u8], from: u64) -> Result<PathBuf> {
+fn keep_tail(fs: &dyn FileSystem, path: &Path, bytes: &[u8], from: u64) -> Result<PathBuf> {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".damaged-{from}"));
     let side = PathBuf::from(name);
-    std::fs::write(&side, &bytes[from as usize..])
+    let f = fs
+        .open(&side, OpenMode::Truncate)
+        .map_err(|e| Error::io(&side, "create damaged log tail", e))?;
+    f.write_all_at(&bytes[from as usize..], 0)
         .map_err(|e| Error::io(&side, "keep damaged log tail", e))?;
-    File::open(&side)
-        .and_then(|f| f.sync_all())
+    f.sync_all()
         .map_err(|e| Error::io(&side, "fsync damaged log tail", e))?;
     if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
     Ok(side)
 }
@@ -824,11 +881,23 @@ fn later_valid_block(bytes: &[u8], from: usize) -> Option<usize> {
 /// A log whose creation was cut short: its header never became whole, so it
 /// never held a block (blocks are only written after the header was
 /// fsynced). It is reported as an empty log with a torn tail at 0.
-fn stillborn(path: &Path, file: File, e: Error) -> Result<Recovered> {
+fn stillborn(
+    fs: &Arc<dyn FileSystem>,
+    path: &Path,
+    file: Box<dyn FileHandle>,
+    e: Error,
+) -> Result<Recovered> {
     let Some(id) = id_from_path(path) else {
         return Err(e);
     };
-    let seg = ActiveSegment::new(id, path.to_path_buf(), file, 0, HEADER_LEN as u64);
+    let seg = ActiveSegment::new(
+        fs.clone(),
+        id,
+        path.to_path_buf(),
+        file,
+        0,
+        HEADER_LEN as u64,
+    );
     Ok(Recovered {
         segment: seg,
         spans: Vec::new(),
@@ -866,7 +935,7 @@ pub struct SealedSegment {
     attr_filters: Vec<(usize, usize)>,
     /// Segments this one replaces (version 4 on): they must not be read.
     pub supersedes: Vec<u64>,
-    map: Mmap,
+    map: FileMap,
     sections: Vec<(usize, usize)>,
     dict: Option<BlockDict>,
     /// Resources and scopes decoded from this segment's blocks.
@@ -877,11 +946,17 @@ impl SealedSegment {
     /// Maps a sealed segment and checks its header, trailer, footer checksum
     /// and section layout.
     pub fn open(path: &Path) -> Result<SealedSegment> {
-        let file = File::open(path).map_err(|e| Error::io(path, "open segment", e))?;
+        Self::open_in(&*fs::real(), path)
+    }
+
+    /// [`open`](Self::open) in the file system `fs`.
+    pub fn open_in(fs: &dyn FileSystem, path: &Path) -> Result<SealedSegment> {
+        let file = fs
+            .open(path, OpenMode::Read)
+            .map_err(|e| Error::io(path, "open segment", e))?;
         let len = file
-            .metadata()
-            .map_err(|e| Error::io(path, "stat segment", e))?
-            .len();
+            .size()
+            .map_err(|e| Error::io(path, "stat segment", e))?;
         if len < (HEADER_LEN + TRAILER_LEN) as u64 {
             return Err(Error::corrupt(
                 path,
@@ -889,12 +964,8 @@ impl SealedSegment {
                 format!("sealed segment is {len} bytes, too short for header and trailer"),
             ));
         }
-        // SAFETY: only sealed segments are mapped. A sealed file is never
-        // written, truncated or renamed over after its seal was fsynced; the
-        // engine removes it only by unlinking, which keeps the mapped pages
-        // valid until the map is dropped. Another program modifying the file
-        // is outside the contract (as for any database file).
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, "mmap segment", e))?;
+        // Only sealed segments are mapped: see `FileHandle::map`.
+        let map = file.map().map_err(|e| Error::io(path, "mmap segment", e))?;
         let header = decode_header(path, &map)?;
         check_id(path, &header)?;
         let trailer = parse_trailer(path, &map)?;
@@ -1359,6 +1430,7 @@ fn parse_sections(
 mod tests {
     use super::*;
     use crate::span::{SpanId, TraceId};
+    use std::fs::OpenOptions;
 
     fn spans(trace: u8, n: u8) -> Vec<Span> {
         (0..n)

@@ -10,7 +10,6 @@
 //! table and the current one.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -19,9 +18,9 @@ use std::thread::JoinHandle;
 use crate::block;
 use crate::compaction::{self, MergeOptions, Policy, SegmentStat};
 use crate::error::{Error, Result};
-use crate::fs::{now_unix_nanos, sync_dir};
+use crate::fs::{self, now_unix_nanos, sync_dir, FileHandle, FileLock, FileSystem};
 use crate::index::Operation;
-use crate::memtable::{write_segment, write_segment_erasing, Memtable, SegmentLayout};
+use crate::memtable::{write_segment_erasing_in, write_segment_in, Memtable, SegmentLayout};
 use crate::options::Options;
 use crate::query::{TraceQuery, TraceSummary};
 use crate::search::{self, OpsCatalog};
@@ -78,6 +77,8 @@ impl Drop for Closer {
 struct Inner {
     dir: PathBuf,
     opts: Options,
+    /// Every file operation goes through it.
+    fs: Arc<dyn FileSystem>,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
     /// Operations of the sealed segments, replaced with the list.
     catalog: RwLock<Arc<OpsCatalog>>,
@@ -86,6 +87,9 @@ struct Inner {
     changed: Condvar,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    /// Held during every fsync of a log, so that no two run at once; holds
+    /// the error of the first that failed.
+    log_sync: Mutex<Option<String>>,
     sealer: Mutex<Option<JoinHandle<()>>>,
     /// Serialises compaction and retention.
     maintenance_run: Mutex<()>,
@@ -161,7 +165,7 @@ struct Writer {
     written: u64,
     poisoned: Option<String>,
     next_id: u64,
-    lock: Option<File>,
+    lock: Option<FileLock>,
     /// Erased traces (format-spec 7.12), replaced whole on each change so
     /// that a read takes them with its tables and segments at one moment.
     tombs: Arc<TombSet>,
@@ -221,19 +225,32 @@ impl Store {
     /// (cutting a torn tail back to the last whole block first); a read-only
     /// open reads them into memory and changes nothing.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        Self::open_with(dir, opts, fs::real())
+    }
+
+    /// Opens the store in `dir` of the file system `fs`, as
+    /// [`Store::open`] does in the real one. Every file operation of the
+    /// store (appends, sealing, recovery, compaction, retention) goes
+    /// through `fs`; `spanlog::faults::FaultyFs` is one for tests.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         check_options(&opts)?;
-        prepare_dir(&dir, &opts)?;
+        prepare_dir(&*fs, &dir, &opts)?;
         let (writer, sealed, layout) = if opts.read_only {
-            let (w, s) = open_read_only(&dir)?;
+            let (w, s) = open_read_only(&fs, &dir)?;
             (w, s, None)
         } else {
-            let (w, s, l) = open_writer(&dir, &opts)?;
+            let (w, s, l) = open_writer(&fs, &dir, &opts)?;
             (w, s, Some(l))
         };
         let inner = Arc::new(Inner {
             dir,
             opts,
+            fs,
             catalog: RwLock::new(Arc::new(OpsCatalog::of_segments(&sealed))),
             sealed: RwLock::new(Arc::new(sealed)),
             writer: Mutex::new(writer),
@@ -244,6 +261,7 @@ impl Store {
                 syncs: 0,
             }),
             synced: Condvar::new(),
+            log_sync: Mutex::new(None),
             sealer: Mutex::new(None),
             maintenance_run: Mutex::new(()),
             maintenance: Mutex::new(MaintenanceStatus::default()),
@@ -283,6 +301,11 @@ impl Store {
     /// The options the store was opened with.
     pub fn options(&self) -> &Options {
         &self.inner.opts
+    }
+
+    /// The file system the store lives in.
+    pub fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.inner.fs
     }
 
     /// Appends a batch. Every span is validated first; if any is refused,
@@ -872,10 +895,7 @@ impl Inner {
             // Blocks a flush wrote and has not fsynced yet: a later flush
             // fsyncs only the next log, so they are made durable here.
             if self.synced_upto() < w.written {
-                let r = wal
-                    .file
-                    .sync_data()
-                    .map_err(|e| Error::io(wal.path.as_path(), "fsync write-ahead log", e));
+                let r = self.fsync_log(&*wal.file, &wal.path);
                 self.poison(&mut w, r)?;
                 self.mark_synced(w.written);
             }
@@ -887,7 +907,7 @@ impl Inner {
         }
         w.logged = 0;
         if reopen {
-            let r = ActiveSegment::create_wal(&self.dir, w.next_id);
+            let r = ActiveSegment::create_wal_in(&self.fs, &self.dir, w.next_id);
             w.wal = Some(self.poison(&mut w, r)?);
             w.next_id += 1;
         }
@@ -920,18 +940,20 @@ impl Inner {
             }
             let id = job.wal.id;
             let r = if tombs.is_empty() {
-                write_segment(&self.dir, id, &job.table, &mut layout).map(Some)
+                write_segment_in(&self.fs, &self.dir, id, &job.table, &mut layout).map(Some)
             } else {
                 let erased = |s: &Span| tombs.hides(&s.trace_id, id);
-                write_segment_erasing(&self.dir, id, &job.table, &mut layout, &erased)
+                write_segment_erasing_in(&self.fs, &self.dir, id, &job.table, &mut layout, &erased)
             };
             // Every span was erased: no segment, and the log goes before the
             // table, so that no tombstone is dropped while the log holds
             // what it erases.
             let r = match r {
-                Ok(None) => std::fs::remove_file(job.wal.path.as_path())
+                Ok(None) => self
+                    .fs
+                    .remove_file(job.wal.path.as_path())
                     .map_err(|e| Error::io(job.wal.path.as_path(), "remove erased log", e))
-                    .and_then(|()| sync_dir(&self.dir))
+                    .and_then(|()| sync_dir(&*self.fs, &self.dir))
                     .map(|()| None),
                 r => r,
             };
@@ -980,9 +1002,11 @@ impl Inner {
         {
             log::debug!("spanlog: freeing a sealed table on the sealer thread");
         }
-        let r = std::fs::remove_file(path.as_path())
+        let r = self
+            .fs
+            .remove_file(path.as_path())
             .map_err(|e| Error::io(path.as_path(), "remove sealed log", e))
-            .and_then(|_| sync_dir(&self.dir));
+            .and_then(|_| sync_dir(&*self.fs, &self.dir));
         if let Err(e) = r {
             // Harmless: the next open removes a log whose segment exists.
             log::warn!("spanlog: {e}");
@@ -1051,14 +1075,30 @@ impl Inner {
                 None => return Ok(w.written),
             }
         };
-        match file.sync_data() {
+        match self.fsync_log(&*file, &path) {
             Ok(()) => Ok(upto),
             Err(e) => {
-                let err = Error::io(path.as_path(), "fsync write-ahead log", e);
                 let mut w = self.lock();
-                self.poison(&mut w, Err(err))
+                self.poison(&mut w, Err(e))
             }
         }
+    }
+
+    /// fdatasyncs a log. A flush fsyncs outside the writer's lock, and a
+    /// freeze may fsync the same log meanwhile: after a failed fsync the
+    /// kernel may have dropped the pages it covered and report success to
+    /// the next one, so fsyncs of logs run one at a time, and none is
+    /// trusted after one failed (until the store is reopened).
+    fn fsync_log(&self, file: &dyn FileHandle, path: &Path) -> Result<()> {
+        let mut failed = self.log_sync.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &*failed {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        file.sync_data().map_err(|e| {
+            let e = Error::io(path, "fsync write-ahead log", e);
+            *failed = Some(e.to_string());
+            e
+        })
     }
 
     /// Retention and compaction under the maintenance lock; `full` merges
@@ -1153,8 +1193,9 @@ impl Inner {
             };
             // A group that cannot be merged (a damaged block, say) must not
             // hold back the other windows: its error is reported at the end.
-            let merged =
-                compaction::merge_erasing(&self.dir, id, &inputs, &opts, &closing, &erased, fresh);
+            let merged = compaction::merge_erasing_in(
+                &self.fs, &self.dir, id, &inputs, &opts, &closing, &erased, fresh,
+            );
             let (out, st) = match merged {
                 Ok((Some(out), st)) => (out, st),
                 Ok((None, st)) => {
@@ -1180,6 +1221,9 @@ impl Inner {
                 Err(Error::Closed) => return Err(Error::Closed),
                 Err(e) => {
                     log::error!("spanlog: merging segments {group:?} failed: {e}");
+                    if self.check_withdrawn(id).is_err() {
+                        return Err(e);
+                    }
                     failed.get_or_insert(e);
                     continue;
                 }
@@ -1212,6 +1256,27 @@ impl Inner {
         }
     }
 
+    /// After a failed merge into segment `id`: a merged segment left under
+    /// its sealed name (its removal failed too) supersedes the inputs,
+    /// which stay published, so merging them again would leave two
+    /// segments that both replace them, and both would be served after a
+    /// reopen. The writer is poisoned instead: the next open serves that
+    /// segment in place of its inputs, or the inputs if it is gone.
+    fn check_withdrawn(&self, id: u64) -> Result<()> {
+        let path = self.dir.join(segment::sealed_name(id));
+        let err = match self.fs.metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Error::io(&path, "check for a withdrawn merged segment", e),
+            Ok(_) => Error::io(
+                &path,
+                "withdraw merged segment",
+                std::io::Error::other("it is still in the directory after the failed merge"),
+            ),
+        };
+        let mut w = self.lock();
+        self.poison(&mut w, Err(err))
+    }
+
     /// A new segment id, above every id in use, and the tombstones that
     /// hold when it is taken.
     fn allocate_id(&self) -> Result<(u64, Arc<TombSet>)> {
@@ -1227,14 +1292,14 @@ impl Inner {
     /// earlier attempt is not an error.
     fn delete_erased(&self, segs: &[Arc<SealedSegment>]) -> Result<()> {
         for s in segs {
-            match std::fs::remove_file(&s.path) {
+            match self.fs.remove_file(&s.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::io(&s.path, "delete erased segment", e))
                 }
                 _ => {}
             }
         }
-        sync_dir(&self.dir)
+        sync_dir(&*self.fs, &self.dir)
     }
 
     /// Drops the tombstones whose erasure is complete: no published
@@ -1300,9 +1365,11 @@ impl Inner {
     /// its space is freed when the last map goes.
     fn delete_segments(&self, segs: &[Arc<SealedSegment>]) -> Result<()> {
         for s in segs {
-            std::fs::remove_file(&s.path).map_err(|e| Error::io(&s.path, "delete segment", e))?;
+            self.fs
+                .remove_file(&s.path)
+                .map_err(|e| Error::io(&s.path, "delete segment", e))?;
         }
-        sync_dir(&self.dir)
+        sync_dir(&*self.fs, &self.dir)
     }
 
     /// The maintenance thread: a round every `every` until stopped.
@@ -1393,9 +1460,7 @@ impl Inner {
         // A closed handle may live on: it must not keep deleted files mapped.
         *self.sealed.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Vec::new());
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(OpsCatalog::default());
-        if let Some(lock) = w.lock.take() {
-            let _ = lock.unlock();
-        }
+        drop(w.lock.take());
         r
     }
 }
@@ -1532,9 +1597,9 @@ fn check_options(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+fn prepare_dir(fs: &dyn FileSystem, dir: &Path, opts: &Options) -> Result<()> {
+    match fs.metadata(dir) {
+        Ok(m) if m.is_dir => Ok(()),
         Ok(_) => Err(Error::InvalidInput(format!(
             "{} exists and is not a directory",
             dir.display()
@@ -1544,10 +1609,24 @@ fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
                 && opts.create_if_missing
                 && !opts.read_only =>
         {
-            std::fs::create_dir_all(dir)
+            // Parents created along with the directory need their entries
+            // made durable too, or a crash could take the store with them.
+            let mut created = vec![dir];
+            while let Some(parent) = created[created.len() - 1]
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                match fs.metadata(parent) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => created.push(parent),
+                    _ => break,
+                }
+            }
+            fs.create_dir_all(dir)
                 .map_err(|e| Error::io(dir, "create store directory", e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+            for d in created.iter().rev() {
+                if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(fs, parent)?;
+                }
             }
             Ok(())
         }
@@ -1555,31 +1634,25 @@ fn prepare_dir(dir: &Path, opts: &Options) -> Result<()> {
     }
 }
 
-fn take_lock(dir: &Path) -> Result<File> {
+fn take_lock(fs: &dyn FileSystem, dir: &Path) -> Result<FileLock> {
     let path = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "open lock file", e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, "lock", e)),
+    match fs.try_lock(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Error::Locked(dir.to_path_buf())),
+        Err(e) => Err(Error::io(&path, "lock", e)),
     }
 }
 
 /// Store files of the directory as (id, kind, path), by id. Other files are
 /// left alone.
-fn list_files(dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
+fn list_files(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64, FileKind, PathBuf)>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list store directory", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, "list store directory", e))?;
-        let name = entry.file_name();
+    let entries = fs
+        .read_dir(dir)
+        .map_err(|e| Error::io(dir, "list store directory", e))?;
+    for name in entries {
         match name.to_str().and_then(segment::parse_name) {
-            Some((id, kind)) => out.push((id, kind, entry.path())),
+            Some((id, kind)) => out.push((id, kind, dir.join(&name))),
             None if name != LOCK_FILE
                 && name != tombstone::TOMBSTONE_FILE
                 && name != tombstone::TOMBSTONE_TEMP =>
@@ -1611,24 +1684,25 @@ fn sealed_ids(files: &[(u64, FileKind, PathBuf)]) -> BTreeSet<u64> {
 /// Opens for writing: removes unfinished segment files, turns earlier logs
 /// into sealed segments, and starts a new log.
 fn open_writer(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     opts: &Options,
 ) -> Result<(Writer, Vec<Arc<SealedSegment>>, SegmentLayout)> {
     let mut w = Writer::new(Mode::Writer);
-    w.lock = Some(take_lock(dir)?);
+    w.lock = Some(take_lock(&**fs, dir)?);
     // Tombstones first: recovering a log leaves out the spans they erase.
-    let (tomb_file, tombs) = TombFile::open_writer(dir)?;
-    let files = list_files(dir)?;
+    let (tomb_file, tombs) = TombFile::open_writer_in(fs, dir)?;
+    let files = list_files(&**fs, dir)?;
     let sealed_ids = sealed_ids(&files);
     let mut layout = SegmentLayout::new(opts.block_target_bytes, opts.compression_level);
     // Unfinished segments go first: recovering a log rewrites its segment
     // under the same temporary name.
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Temp) {
-        remove_leftover(dir, path, "an unfinished segment")?;
+        remove_leftover(&**fs, dir, path, "an unfinished segment")?;
     }
     let mut sealed = Vec::new();
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
-        sealed.push(Arc::new(SealedSegment::open(path)?));
+        sealed.push(Arc::new(SealedSegment::open_in(&**fs, path)?));
     }
     // A log whose segment was sealed, or was sealed and then merged into a
     // segment that supersedes it, holds nothing those segments lack.
@@ -1638,9 +1712,10 @@ fn open_writer(
         match kind {
             FileKind::Segment | FileKind::Temp => {}
             FileKind::Wal if done.contains(id) => {
-                remove_leftover(dir, path, "a log whose segment was sealed")?
+                remove_leftover(&**fs, dir, path, "a log whose segment was sealed")?
             }
             FileKind::Wal => sealed.extend(recover_log(
+                fs,
                 dir,
                 path,
                 &mut layout,
@@ -1651,7 +1726,12 @@ fn open_writer(
     }
     sealed.sort_by_key(|s| s.id);
     for gone in drop_superseded(&mut sealed) {
-        remove_leftover(dir, &gone.path, "a segment superseded by a merged one")?;
+        remove_leftover(
+            &**fs,
+            dir,
+            &gone.path,
+            "a segment superseded by a merged one",
+        )?;
     }
     // Above every watermark too: a log whose id a deletion covers may have
     // been deleted since, and appends after the deletion must stay visible.
@@ -1666,7 +1746,7 @@ fn open_writer(
     w.next_id = last
         .checked_add(1)
         .ok_or_else(|| Error::InvalidInput("segment ids exhausted".into()))?;
-    w.wal = Some(ActiveSegment::create_wal(dir, w.next_id)?);
+    w.wal = Some(ActiveSegment::create_wal_in(fs, dir, w.next_id)?);
     w.next_id += 1;
     w.wal_compressor = Some(
         zstd::bulk::Compressor::new(WAL_COMPRESSION_LEVEL)
@@ -1675,23 +1755,25 @@ fn open_writer(
     Ok((w, sealed, layout))
 }
 
-fn remove_leftover(dir: &Path, path: &Path, what: &str) -> Result<()> {
+fn remove_leftover(fs: &dyn FileSystem, dir: &Path, path: &Path, what: &str) -> Result<()> {
     log::info!("spanlog: removing {what}: {}", path.display());
-    std::fs::remove_file(path).map_err(|e| Error::io(path, "remove leftover file", e))?;
-    sync_dir(dir)
+    fs.remove_file(path)
+        .map_err(|e| Error::io(path, "remove leftover file", e))?;
+    sync_dir(fs, dir)
 }
 
 /// Turns a log left by an earlier writer into a sealed segment: cuts a torn
 /// tail (logged with its offset), writes the spans sorted, without those
 /// the tombstones erase, deletes the log.
 fn recover_log(
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     path: &Path,
     layout: &mut SegmentLayout,
     strict: bool,
     tombs: &TombSet,
 ) -> Result<Option<Arc<SealedSegment>>> {
-    let mut r = segment::recover_active_with(path, true, strict)?;
+    let mut r = segment::recover_active_in(fs, path, true, strict)?;
     let id = r.segment.id;
     r.spans.retain(|s| !tombs.hides(&s.trace_id, id));
     match (&r.torn_tail, &r.kept_tail) {
@@ -1707,7 +1789,7 @@ fn recover_log(
         None
     } else {
         let table = Memtable::from_spans(r.spans);
-        Some(write_segment(dir, r.segment.id, &table, layout)?)
+        Some(write_segment_in(fs, dir, r.segment.id, &table, layout)?)
     };
     r.segment.discard(dir)?;
     Ok(seg)
@@ -1716,10 +1798,10 @@ fn recover_log(
 /// Opens without writing anything: sealed segments are mapped, logs are read
 /// into memory up to their last valid block. A writer may seal a log and
 /// delete it meanwhile; then the listing is taken again.
-fn open_read_only(dir: &Path) -> Result<Opened> {
+fn open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
     let mut attempt = 0;
     loop {
-        match try_open_read_only(dir) {
+        match try_open_read_only(fs, dir) {
             Err(Error::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && attempt < 10 =>
             {
@@ -1730,16 +1812,16 @@ fn open_read_only(dir: &Path) -> Result<Opened> {
     }
 }
 
-fn try_open_read_only(dir: &Path) -> Result<Opened> {
+fn try_open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
     let mut w = Writer::new(Mode::ReadOnly);
     // Before the listing: a tombstone is dropped only after the files that
     // held its trace were deleted, so these cover every file listed next.
-    w.tombs = Arc::new(tombstone::load_read_only(dir)?);
-    let files = list_files(dir)?;
+    w.tombs = Arc::new(tombstone::load_read_only_in(&**fs, dir)?);
+    let files = list_files(&**fs, dir)?;
     let mut done = sealed_ids(&files);
     let mut sealed = Vec::new();
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
-        sealed.push(Arc::new(SealedSegment::open(path)?));
+        sealed.push(Arc::new(SealedSegment::open_in(&**fs, path)?));
     }
     // A log whose segment a merge superseded: the segment was sealed and
     // merged before the log was deleted, so the merged segment holds its
@@ -1747,7 +1829,7 @@ fn try_open_read_only(dir: &Path) -> Result<Opened> {
     done.extend(sealed.iter().flat_map(|s| s.supersedes.iter().copied()));
     for (id, kind, path) in files {
         if kind == FileKind::Wal && !done.contains(&id) {
-            let r = segment::recover_active(&path, false)?;
+            let r = segment::recover_active_in(fs, &path, false, false)?;
             w.frozen.push((r.segment, Memtable::from_spans(r.spans)));
         }
     }

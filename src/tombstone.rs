@@ -16,17 +16,18 @@
 //! deletion was being written, which therefore never returned) is ignored,
 //! and cut off by the next writer open; a damaged record followed by a
 //! valid one is a corruption error naming the file and offset.
+//!
+//! Every file operation goes through a [`FileSystem`]; the functions
+//! without an `_in` suffix use the real one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::error::{Error, Result};
-use crate::fs::sync_dir;
+use crate::fs::{self, sync_dir, FileHandle, FileSystem, OpenMode};
 use crate::span::TraceId;
 
 /// Name of the tombstone file in the store directory.
@@ -341,8 +342,13 @@ fn later_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
 /// Reads the store's tombstone file without changing it; `None` when there
 /// is none.
 pub fn read(dir: &Path) -> Result<Option<Loaded>> {
+    read_in(&*fs::real(), dir)
+}
+
+/// [`read`] in the file system `fs`.
+pub fn read_in(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Loaded>> {
     let path = dir.join(TOMBSTONE_FILE);
-    match std::fs::read(&path) {
+    match fs.open(&path, OpenMode::Read).and_then(|f| f.read_to_end()) {
         Ok(bytes) => parse(&path, &bytes).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(&path, "read tombstone file", e)),
@@ -351,14 +357,21 @@ pub fn read(dir: &Path) -> Result<Option<Loaded>> {
 
 /// The tombstones a read-only open applies: a torn tail is ignored.
 pub fn load_read_only(dir: &Path) -> Result<TombSet> {
-    Ok(read(dir)?.map(|l| l.set()).unwrap_or_default())
+    load_read_only_in(&*fs::real(), dir)
+}
+
+/// [`load_read_only`] in the file system `fs`.
+pub fn load_read_only_in(fs: &dyn FileSystem, dir: &Path) -> Result<TombSet> {
+    Ok(read_in(fs, dir)?.map(|l| l.set()).unwrap_or_default())
 }
 
 /// A writer's tombstone file.
 pub struct TombFile {
+    /// The file system the store lives in.
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     /// Open for appending; `None` while the store has no tombstone file.
-    file: Option<File>,
+    file: Option<Box<dyn FileHandle>>,
     len: u64,
 }
 
@@ -367,31 +380,36 @@ impl TombFile {
     /// by a crash, cuts a torn tail off (fsynced), and returns the
     /// tombstones.
     pub fn open_writer(dir: &Path) -> Result<(TombFile, TombSet)> {
+        Self::open_writer_in(&fs::real(), dir)
+    }
+
+    /// [`open_writer`](Self::open_writer) in the file system `fs`, which
+    /// the returned file keeps for its appends and rewrites.
+    pub fn open_writer_in(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<(TombFile, TombSet)> {
         let temp = dir.join(TOMBSTONE_TEMP);
-        match std::fs::remove_file(&temp) {
+        match fs.remove_file(&temp) {
             Ok(()) => {
                 log::info!(
                     "spanlog: removed an unfinished tombstone file {}",
                     temp.display()
                 );
-                sync_dir(dir)?;
+                sync_dir(&**fs, dir)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&temp, "remove unfinished tombstone file", e)),
         }
         let mut tf = TombFile {
+            fs: fs.clone(),
             dir: dir.to_path_buf(),
             file: None,
             len: 0,
         };
-        let Some(loaded) = read(dir)? else {
+        let Some(loaded) = read_in(&**fs, dir)? else {
             return Ok((tf, TombSet::default()));
         };
         let path = dir.join(TOMBSTONE_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = fs
+            .open(&path, OpenMode::ReadWrite)
             .map_err(|e| Error::io(&path, "open tombstone file", e))?;
         if let Some((offset, why)) = &loaded.torn_tail {
             log::warn!(
@@ -444,9 +462,10 @@ impl TombFile {
         if set.is_empty() {
             if self.file.take().is_some() {
                 let path = self.path();
-                std::fs::remove_file(&path)
+                self.fs
+                    .remove_file(&path)
                     .map_err(|e| Error::io(&path, "remove tombstone file", e))?;
-                sync_dir(&self.dir)?;
+                sync_dir(&*self.fs, &self.dir)?;
             }
             self.len = 0;
             return Ok(());
@@ -461,31 +480,28 @@ impl TombFile {
     fn replace_with(&mut self, bytes: &[u8]) -> Result<()> {
         let temp = self.dir.join(TOMBSTONE_TEMP);
         let path = self.path();
+        let fs = &*self.fs;
         let r = (|| {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temp)
+            let f = fs
+                .open(&temp, OpenMode::Truncate)
                 .map_err(|e| Error::io(&temp, "create tombstone file", e))?;
-            f.write_all(bytes)
+            f.write_all_at(bytes, 0)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| Error::io(&temp, "write tombstone file", e))?;
-            std::fs::rename(&temp, &path)
+            fs.rename(&temp, &path)
                 .map_err(|e| Error::io(&temp, "rename tombstone file", e))?;
             Ok(f)
         })();
         let f = match r {
             Ok(f) => f,
             Err(e) => {
-                let _ = std::fs::remove_file(&temp);
+                let _ = fs.remove_file(&temp);
                 return Err(e);
             }
         };
         // The old file, if any, is gone with the rename.
         self.file = None;
-        sync_dir(&self.dir)?;
+        sync_dir(fs, &self.dir)?;
         self.file = Some(f);
         self.len = bytes.len() as u64;
         Ok(())

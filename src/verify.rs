@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::block;
 use crate::digest::TracePart;
 use crate::error::{Error, Result};
+use crate::fs::{self, FileSystem, OpenMode};
 use crate::index::Operation;
 use crate::segment::{self, BlockMeta, BlockSource, SealedSegment, HEADER_LEN};
 use crate::span::{Span, TraceId};
@@ -97,34 +98,38 @@ impl Report {
 
 /// Checks a store directory, or a single segment file.
 pub fn verify_path(path: &Path) -> Result<Report> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    verify_path_in(&fs::real(), path)
+}
+
+/// [`verify_path`] in the file system `fs`.
+pub fn verify_path_in(fs: &Arc<dyn FileSystem>, path: &Path) -> Result<Report> {
+    let meta = fs.metadata(path).map_err(|e| Error::io(path, "stat", e))?;
     let mut report = Report::default();
-    if meta.is_dir() {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(path)
+    if meta.is_dir {
+        let mut names: Vec<PathBuf> = fs
+            .read_dir(path)
             .map_err(|e| Error::io(path, "list directory", e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(segment::parse_name)
-                    .is_some()
-            })
+            .into_iter()
+            .filter(|n| n.to_str().and_then(segment::parse_name).is_some())
+            .map(|n| path.join(n))
             .collect();
         names.sort();
         for p in names {
-            verify_segment(&p, &mut report);
+            verify_segment_in(fs, &p, &mut report);
         }
         let tombs = path.join(crate::tombstone::TOMBSTONE_FILE);
-        if tombs.exists() {
-            verify_tombstones(&tombs, &mut report);
+        match fs.metadata(&tombs) {
+            Ok(_) => verify_tombstones_in(&**fs, &tombs, &mut report),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report.error(Error::io(&tombs, "stat tombstone file", e)),
         }
     } else if path
         .file_name()
         .is_some_and(|n| n == crate::tombstone::TOMBSTONE_FILE)
     {
-        verify_tombstones(path, &mut report);
+        verify_tombstones_in(&**fs, path, &mut report);
     } else {
-        verify_segment(path, &mut report);
+        verify_segment_in(fs, path, &mut report);
     }
     Ok(report)
 }
@@ -133,7 +138,12 @@ pub fn verify_path(path: &Path) -> Result<Report> {
 /// last record is a warning (a writer open cuts it off), a damaged record
 /// before a valid one an error.
 pub fn verify_tombstones(path: &Path, report: &mut Report) {
-    let bytes = match std::fs::read(path) {
+    verify_tombstones_in(&*fs::real(), path, report)
+}
+
+/// [`verify_tombstones`] in the file system `fs`.
+pub fn verify_tombstones_in(fs: &dyn FileSystem, path: &Path, report: &mut Report) {
+    let bytes = match fs.open(path, OpenMode::Read).and_then(|f| f.read_to_end()) {
         Ok(b) => b,
         Err(e) => return report.error(Error::io(path, "read tombstone file", e)),
     };
@@ -157,23 +167,28 @@ pub fn verify_tombstones(path: &Path, report: &mut Report) {
 
 /// Checks one segment file, adding what it finds to `report`.
 pub fn verify_segment(path: &Path, report: &mut Report) {
+    verify_segment_in(&fs::real(), path, report)
+}
+
+/// [`verify_segment`] in the file system `fs`.
+pub fn verify_segment_in(fs: &Arc<dyn FileSystem>, path: &Path, report: &mut Report) {
     report.segments += 1;
     let sealed = path.extension().is_some_and(|e| e == "seg");
     if sealed {
-        match SealedSegment::open(path) {
+        match SealedSegment::open_in(&**fs, path) {
             Ok(seg) => verify_sealed(Arc::new(seg), report),
             Err(e) => {
                 report.error(e);
-                scan_blocks(path, report);
+                scan_blocks(&**fs, path, report);
             }
         }
     } else {
-        verify_active(path, report);
+        verify_active(fs, path, report);
     }
 }
 
-fn verify_active(path: &Path, report: &mut Report) {
-    match segment::recover_active(path, false) {
+fn verify_active(fs: &Arc<dyn FileSystem>, path: &Path, report: &mut Report) {
+    match segment::recover_active_in(fs, path, false, false) {
         Ok(r) => {
             report.blocks += r.segment.blocks.len() as u64;
             report.spans += r.segment.span_count;
@@ -199,8 +214,8 @@ fn verify_active(path: &Path, report: &mut Report) {
 
 /// Walks blocks from the header on when the footer cannot be trusted, so
 /// block damage is still reported precisely.
-fn scan_blocks(path: &Path, report: &mut Report) {
-    let Ok(bytes) = std::fs::read(path) else {
+fn scan_blocks(fs: &dyn FileSystem, path: &Path, report: &mut Report) {
+    let Ok(bytes) = fs.open(path, OpenMode::Read).and_then(|f| f.read_to_end()) else {
         return;
     };
     let mut offset = HEADER_LEN;
