@@ -913,7 +913,9 @@ enum Table {
 }
 
 /// Entries a [`TableCache`] holds at most; it starts afresh when full.
-const TABLE_CACHE_MAX: usize = 4096;
+/// A segment's blocks repeat a few dozen resources and scopes; the bound
+/// keeps a store with many open segments to well under a MiB each.
+const TABLE_CACHE_MAX: usize = 256;
 
 impl TableCache {
     fn get(&self, key: &[u8]) -> Option<Table> {
