@@ -76,9 +76,20 @@ fn probes(h: u64) -> (u64, u64) {
 /// the value is short enough.
 pub type Item = (u64, Option<u64>);
 
-/// The distinct items of a block's spans.
+/// The distinct items of a block's spans, for a block holding its own
+/// tables.
 pub fn items(rows: &[&Span]) -> Vec<Item> {
+    items_with(rows, &|_| None).0
+}
+
+/// The distinct items of a block's spans: those of the block's filter, and
+/// those of the segment's filter only. `shared` gives the number of a
+/// span's resource in the segment's tables when the block refers to them:
+/// the block's filter then holds the resource's marker, and its items go
+/// to the segment's filter only.
+pub fn items_with(rows: &[&Span], shared: &dyn Fn(&Span) -> Option<u32>) -> (Vec<Item>, Vec<Item>) {
     let mut items: FastSet<Item> = FastSet::default();
+    let mut file_items: FastSet<Item> = FastSet::default();
     let mut seen_resources: FastSet<*const crate::span::Resource> = FastSet::default();
     let mut seen_scopes: FastSet<(*const crate::span::Scope, *const crate::span::Resource)> =
         FastSet::default();
@@ -112,7 +123,13 @@ pub fn items(rows: &[&Span]) -> Vec<Item> {
             std::sync::Arc::as_ptr(&s.scope),
         );
         if seen_resources.insert(res) {
-            add(h, &s.resource.attributes, &mut items);
+            match shared(s) {
+                Some(id) => {
+                    items.insert((resource_marker(id), None));
+                    add(h, &s.resource.attributes, &mut file_items);
+                }
+                None => add(h, &s.resource.attributes, &mut items),
+            }
         }
         // A scope's attributes count for each service that uses it.
         if seen_scopes.insert((scope, res)) {
@@ -125,7 +142,10 @@ pub fn items(rows: &[&Span]) -> Vec<Item> {
             add(h, &l.attributes, &mut items);
         }
     }
-    items.into_iter().collect()
+    (
+        items.into_iter().collect(),
+        file_items.into_iter().collect(),
+    )
 }
 
 /// The hash state of the items of spans of `service`, before their key.
@@ -149,6 +169,8 @@ pub struct ItemCollector<'d> {
     keys: crate::hash::FastMap<(u64, u32), (u64, bool)>,
     context: &'d mut ItemContext,
     items: Vec<Item>,
+    /// Items for the segment's filter only: those of shared resources.
+    file_items: Vec<Item>,
     text: String,
 }
 
@@ -158,8 +180,9 @@ pub struct ItemCollector<'d> {
 #[derive(Default)]
 pub struct ItemContext {
     demoted: std::sync::Arc<KeySet>,
-    /// Items by resource address and service state. The resources live as
-    /// long as the rows being encoded, which outlive the context.
+    /// Items by resource or scope address (tagged: resources even, scopes
+    /// odd) and service state. The resources and scopes live as long as
+    /// the rows being encoded, which outlive the context.
     resources: crate::hash::FastMap<(usize, u64), Vec<Item>>,
 }
 
@@ -183,6 +206,7 @@ impl<'d> ItemCollector<'d> {
             keys: Default::default(),
             context,
             items: Vec::new(),
+            file_items: Vec::new(),
             text: String::new(),
         }
     }
@@ -190,25 +214,38 @@ impl<'d> ItemCollector<'d> {
     /// Notes the attributes of resource `r` on spans of the service whose
     /// state is `svc`.
     pub fn resource(&mut self, r: &crate::span::Resource, svc: u64) {
-        let key = (std::ptr::from_ref(r) as usize, svc);
-        let ItemContext { demoted, resources } = &mut *self.context;
-        let items = resources.entry(key).or_insert_with(|| {
-            let mut text = String::new();
-            r.attributes
-                .iter()
-                .map(|kv| {
-                    let k = fnv(svc, kv.key.as_bytes());
-                    if demoted.contains(&mix64(k)) {
-                        return (mix64(k), None);
-                    }
-                    text.clear();
-                    kv.value.write_query_string(&mut text);
-                    let pair = (text.len() <= MAX_VALUE_LEN)
-                        .then(|| mix64(fnv(fnv(k, &[0xff]), text.as_bytes())));
-                    (mix64(k), pair)
-                })
-                .collect()
-        });
+        let items = table_items(
+            self.context,
+            std::ptr::from_ref(r) as usize * 2,
+            &r.attributes,
+            svc,
+        );
+        self.items.extend_from_slice(items);
+    }
+
+    /// Notes resource `r`, number `id` of the segment's tables, on spans
+    /// of the service whose state is `svc`: the block's filter holds the
+    /// resource's marker, the segment's its items.
+    pub fn shared_resource(&mut self, r: &crate::span::Resource, svc: u64, id: u32) {
+        let items = table_items(
+            self.context,
+            std::ptr::from_ref(r) as usize * 2,
+            &r.attributes,
+            svc,
+        );
+        self.file_items.extend_from_slice(items);
+        self.items.push((resource_marker(id), None));
+    }
+
+    /// Notes the attributes of scope `s` on spans of the service whose
+    /// state is `svc`.
+    pub fn scope(&mut self, s: &crate::span::Scope, svc: u64) {
+        let items = table_items(
+            self.context,
+            std::ptr::from_ref(s) as usize * 2 + 1,
+            &s.attributes,
+            svc,
+        );
         self.items.extend_from_slice(items);
     }
 
@@ -259,16 +296,57 @@ impl<'d> ItemCollector<'d> {
         self.items.push((mix64(k), pair));
     }
 
-    /// The items noted.
-    pub fn finish(self) -> Vec<Item> {
-        self.items
+    /// The items noted: those of the block's filter, then those of the
+    /// segment's filter only.
+    pub fn finish(self) -> (Vec<Item>, Vec<Item>) {
+        (self.items, self.file_items)
     }
+}
+
+/// The items of a resource's or scope's attributes (`tag` tells the entry)
+/// on spans of the service whose state is `svc`, computed once per context.
+fn table_items<'c>(
+    context: &'c mut ItemContext,
+    tag: usize,
+    attrs: &[KeyValue],
+    svc: u64,
+) -> &'c [Item] {
+    let ItemContext { demoted, resources } = context;
+    let items = resources.entry((tag, svc)).or_insert_with(|| {
+        let mut text = String::new();
+        attrs
+            .iter()
+            .map(|kv| {
+                let k = fnv(svc, kv.key.as_bytes());
+                if demoted.contains(&mix64(k)) {
+                    return (mix64(k), None);
+                }
+                text.clear();
+                kv.value.write_query_string(&mut text);
+                let pair = (text.len() <= MAX_VALUE_LEN)
+                    .then(|| mix64(fnv(fnv(k, &[0xff]), text.as_bytes())));
+                (mix64(k), pair)
+            })
+            .collect()
+    });
+    items
 }
 
 /// Keys with more distinct values than this in a segment (ids, URLs,
 /// timestamps) enter its filters by key only: their pairs would fill the
 /// filters while almost never being searched for exactly.
 pub const MAX_DISTINCT_VALUES: usize = 24;
+
+/// The marker, in a block's filter, of a resource of the segment's tables
+/// that the block's rows use (format version 5).
+pub fn resource_marker(id: u32) -> u64 {
+    mix64(u64::from(id) ^ 0x2545_f491_4f6c_dd1d)
+}
+
+/// True when the filter may hold the item hashed to `h`.
+pub fn filter_may_hold(filter: &[u8], h: u64) -> bool {
+    may_hold(filter, h)
+}
 
 /// The marker, in the segment's filter, of a key entered by key only.
 pub fn demoted(key: u64) -> u64 {
@@ -294,24 +372,34 @@ pub struct FilterBuilder {
 impl FilterBuilder {
     /// Appends the filter of the next block. A pair enters while its key
     /// has at most [`MAX_DISTINCT_VALUES`] values in the segment so far.
-    pub fn add_block(&mut self, items: &[Item]) {
+    /// `file_items` (the items of the segment's shared resources that the
+    /// block uses) enter the segment's filter only.
+    pub fn add_block(&mut self, items: &[Item], file_items: &[Item]) {
         let mut v = Vec::with_capacity(items.len() * 2);
-        for (k, p) in items {
-            let set = self.values.entry(*k).or_default();
-            v.push(*k);
-            if let Some(p) = p {
-                if set.len() <= MAX_DISTINCT_VALUES {
-                    set.insert(*p);
-                    if set.len() <= MAX_DISTINCT_VALUES {
-                        v.push(*p);
-                    }
-                }
-            }
-        }
+        self.count(items, &mut v);
         v.sort_unstable();
         v.dedup();
         self.all.extend(v.iter().copied());
         put_filter(&mut self.section, &build(&v));
+        let mut file = Vec::new();
+        self.count(file_items, &mut file);
+        self.all.extend(file);
+    }
+
+    /// Counts the items' values and pushes what enters a filter to `out`.
+    fn count(&mut self, items: &[Item], out: &mut Vec<u64>) {
+        for (k, p) in items {
+            let set = self.values.entry(*k).or_default();
+            out.push(*k);
+            if let Some(p) = p {
+                if set.len() <= MAX_DISTINCT_VALUES {
+                    set.insert(*p);
+                    if set.len() <= MAX_DISTINCT_VALUES {
+                        out.push(*p);
+                    }
+                }
+            }
+        }
     }
 
     /// The keys the segment demotes: those with too many values, and those
@@ -473,7 +561,7 @@ mod tests {
             ..Resource::default()
         });
         let mut fb = FilterBuilder::default();
-        fb.add_block(&items(&[&s]));
+        fb.add_block(&items(&[&s]), &[]);
         let section = fb.finish();
         let fs = decode_section(&section, 1).unwrap();
         let (f, seg) = (
@@ -502,6 +590,40 @@ mod tests {
             })
             .count();
         assert!(other < 60, "{other} false positives for other services");
+    }
+
+    #[test]
+    fn items_of_shared_resources_enter_the_segment_filter_only() {
+        let s = Span {
+            resource: Arc::new(Resource {
+                attributes: vec![
+                    KeyValue::new("service.name", AnyValue::String("api".into())),
+                    KeyValue::new("host", AnyValue::String("h1".into())),
+                ],
+                ..Resource::default()
+            }),
+            attributes: vec![KeyValue::new("k", AnyValue::Int(1))],
+            ..Span::default()
+        };
+        let (block, file) = items_with(&[&s], &|_| Some(7));
+        assert!(block.contains(&(resource_marker(7), None)));
+        assert_eq!(file.len(), 2, "{file:?}");
+        let mut fb = FilterBuilder::default();
+        fb.add_block(&block, &file);
+        let section = fb.finish();
+        let fs = decode_section(&section, 1).unwrap();
+        let (f, seg) = (
+            &section[fs[0].0..][..fs[0].1],
+            &section[fs[1].0..][..fs[1].1],
+        );
+        let host = probe("api", &AttrFilter::Equals("host".into(), "h1".into()));
+        let p = host
+            .for_segment(seg)
+            .expect("the segment holds the resource's items");
+        assert!(!p.may_match(f), "the block's filter holds only the marker");
+        assert!(filter_may_hold(f, resource_marker(7)));
+        let k = probe("api", &AttrFilter::Typed("k".into(), AnyValue::Int(1)));
+        assert!(k.for_segment(seg).is_some_and(|p| p.may_match(f)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Rows are sorted by (trace id, start time) before encoding, so a trace's
 //! spans sit next to each other and its id is stored once per run. Strings go
 //! through a per-block dictionary; resources and scopes are stored once per
-//! block and referenced by index; times are delta-encoded. The layout is
+//! block, or once per sealed segment (see `tables`), and referenced by
+//! index; times are delta-encoded. The layout is
 //! specified byte for byte in `format-spec.md`, section "Block".
 
 use std::cell::{Cell, OnceCell};
@@ -24,6 +25,7 @@ use crate::span::{
     AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId,
 };
+use crate::tables::TableBuilder;
 
 /// `"SBLK"` read as a little-endian u32: marks the start of every block.
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"SBLK");
@@ -184,6 +186,9 @@ pub struct BlockSummary {
     pub traces: Vec<TracePart>,
     /// The distinct attribute items of the block (see `attrs`).
     pub attr_items: Vec<crate::attrs::Item>,
+    /// Items for the segment's filter only: those of the segment's shared
+    /// resources that the block uses (format-spec 6.4.12).
+    pub file_items: Vec<crate::attrs::Item>,
 }
 
 /// An encoded block ready to be written: header then body.
@@ -208,8 +213,12 @@ pub fn encode_rows(
     compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> std::io::Result<EncodedBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min, max) =
-        encode_raw(rows, INTERN_MAX_LEN, Some(&mut ItemContext::default()))?;
+    let (raw, summary, min, max) = encode_raw(
+        rows,
+        INTERN_MAX_LEN,
+        Some(&mut ItemContext::default()),
+        None,
+    )?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 
@@ -221,7 +230,7 @@ pub fn encode_log_block(
     compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> std::io::Result<EncodedBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, None)?;
+    let (raw, summary, min, max) = encode_raw(rows, INTERN_MAX_LEN, None, None)?;
     finish_block(raw, summary, n, (min, max), compressor, Codec::Zstd)
 }
 
@@ -234,14 +243,19 @@ pub struct RawBlock {
     pub max_start: u64,
 }
 
-/// Encodes borrowed spans into an uncompressed block body.
+/// Encodes borrowed spans into an uncompressed block body. With `shared`,
+/// the block refers to the segment's resource and scope tables, where
+/// every row's resource and scope must be registered, instead of holding
+/// its own (format-spec 5.4).
 pub fn encode_raw_block(
     rows: Vec<&Span>,
     intern_max_len: usize,
     items: &mut ItemContext,
+    shared: Option<&TableBuilder>,
 ) -> std::io::Result<RawBlock> {
     let n = rows.len() as u32;
-    let (raw, summary, min_start, max_start) = encode_raw(rows, intern_max_len, Some(items))?;
+    let (raw, summary, min_start, max_start) =
+        encode_raw(rows, intern_max_len, Some(items), shared)?;
     Ok(RawBlock {
         raw,
         summary,
@@ -306,6 +320,7 @@ fn encode_raw(
     mut rows: Vec<&Span>,
     intern_max_len: usize,
     index: Option<&mut ItemContext>,
+    shared: Option<&TableBuilder>,
 ) -> std::io::Result<Encoded> {
     rows.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
@@ -315,9 +330,15 @@ fn encode_raw(
         intern_max_len,
         strings: FastMap::with_capacity_and_hasher(rows.len() * 2, Default::default()),
         items: index.map(ItemCollector::new),
+        shared,
         ..Encoder::default()
     };
     let raw = enc.encode(&rows);
+    if enc.unregistered {
+        return Err(std::io::Error::other(
+            "a span's resource or scope is missing from the segment's tables",
+        ));
+    }
     let items = enc.items.take().map(ItemCollector::finish);
     if raw.len() > MAX_RAW_LEN as usize {
         // Readers refuse such a block, so it must never be written.
@@ -337,7 +358,7 @@ fn encode_raw(
         .max()
         .unwrap_or(0);
     let summary = if let Some(items) = items {
-        summarize_with(&rows, items)
+        summarize_with(&rows, items.0, items.1)
     } else {
         let max_end = rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0);
         BlockSummary {
@@ -350,11 +371,15 @@ fn encode_raw(
 
 /// What the indexes need from rows sorted by trace id.
 pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
-    summarize_with(rows, crate::attrs::items(rows))
+    summarize_with(rows, crate::attrs::items(rows), Vec::new())
 }
 
 /// As [`summarize_refs`], with the block's attribute items already known.
-fn summarize_with(rows: &[&Span], attr_items: Vec<crate::attrs::Item>) -> BlockSummary {
+fn summarize_with(
+    rows: &[&Span],
+    attr_items: Vec<crate::attrs::Item>,
+    file_items: Vec<crate::attrs::Item>,
+) -> BlockSummary {
     let mut trace_ids: Vec<TraceId> = rows.iter().map(|s| s.trace_id).collect();
     trace_ids.dedup();
     let mut ops: FastMap<(&str, &str, SpanKind), u64> = FastMap::default();
@@ -373,6 +398,7 @@ fn summarize_with(rows: &[&Span], attr_items: Vec<crate::attrs::Item>) -> BlockS
         max_end: rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0),
         traces: TracePart::of_sorted(rows),
         attr_items,
+        file_items,
     }
 }
 
@@ -401,6 +427,11 @@ struct Encoder<'a, 'd> {
     key_slots: Vec<(Short<'a>, u32)>,
     /// The short string value last met per key index, and its index.
     last_values: Vec<(Short<'a>, u32)>,
+    /// The segment's tables, when the block refers to them instead of
+    /// holding its own resources and scopes.
+    shared: Option<&'d TableBuilder>,
+    /// Set when a row's resource or scope was not in `shared`.
+    unregistered: bool,
 }
 
 /// Where an attribute list sits, which decides the service its items are
@@ -549,6 +580,40 @@ impl<'a> Encoder<'a, '_> {
     }
 
     fn encode_tables(&mut self) {
+        if self.shared.is_some() {
+            self.note_shared_tables();
+        } else {
+            self.encode_own_tables();
+        }
+        // The dictionary goes last so it holds every string seen above.
+        let col = &mut self.cols[COL_STRINGS];
+        put_varint(col, self.dict.len() as u64);
+        for s in &self.dict {
+            put_bytes(col, s.as_bytes());
+        }
+    }
+
+    /// With the segment's tables, columns 8 and 9 stay empty. The block's
+    /// filter holds the items of the scopes it uses, and a marker of each
+    /// resource it uses, whose items go to the segment's filter: a search
+    /// tells which resources match from the tables themselves.
+    fn note_shared_tables(&mut self) {
+        let (Some(items), Some(shared)) = (self.items.as_mut(), self.shared) else {
+            return;
+        };
+        for (r, svc) in self.resources.iter().zip(&self.resource_services) {
+            if let Some(id) = shared.resource_id(r) {
+                items.shared_resource(r, *svc, id);
+            }
+        }
+        for (s, services) in self.scopes.iter().zip(&self.scope_services) {
+            for svc in services {
+                items.scope(s, *svc);
+            }
+        }
+    }
+
+    fn encode_own_tables(&mut self) {
         let mut col = Vec::new();
         put_varint(&mut col, self.resources.len() as u64);
         for (i, r) in std::mem::take(&mut self.resources).into_iter().enumerate() {
@@ -574,12 +639,6 @@ impl<'a> Encoder<'a, '_> {
             put_varint(&mut col, url);
         }
         self.cols[COL_SCOPES] = col;
-        // The dictionary goes last so it holds every string seen above.
-        let col = &mut self.cols[COL_STRINGS];
-        put_varint(col, self.dict.len() as u64);
-        for s in &self.dict {
-            put_bytes(col, s.as_bytes());
-        }
     }
 
     fn assemble(&mut self) -> Vec<u8> {
@@ -622,16 +681,24 @@ impl<'a> Encoder<'a, '_> {
     /// A resource's items belong to the service of the first span using it
     /// (equal resources name the same service).
     fn resource_index(&mut self, r: &'a Resource) -> u64 {
-        let i = table_index(&mut self.resources, r);
+        let i = table_index(&mut self.resources, r, crate::tables::same_resource);
         if i as usize == self.resource_services.len() {
             self.resource_services.push(self.service.1);
         }
-        i
+        match self.shared {
+            None => i,
+            Some(t) => self.registered(t.resource_id(r)),
+        }
+    }
+
+    fn registered(&mut self, id: Option<u32>) -> u64 {
+        self.unregistered |= id.is_none();
+        u64::from(id.unwrap_or(0))
     }
 
     /// A scope's items belong to every service whose spans use it.
     fn scope_index(&mut self, s: &'a Scope) -> u64 {
-        let j = table_index(&mut self.scopes, s) as usize;
+        let j = table_index(&mut self.scopes, s, crate::tables::same_scope) as usize;
         if j == self.scope_services.len() {
             self.scope_services.push(Vec::new());
         }
@@ -639,7 +706,10 @@ impl<'a> Encoder<'a, '_> {
         if !services.contains(&self.service.1) {
             services.push(self.service.1);
         }
-        j as u64
+        match self.shared {
+            None => j as u64,
+            Some(t) => self.registered(t.scope_id(s)),
+        }
     }
 
     /// Index of the key at position `pos` of an attribute list.
@@ -748,6 +818,109 @@ impl<'a> Encoder<'a, '_> {
     }
 }
 
+/// The TABLES section of a sealed segment (format-spec 6.4.14): a string
+/// dictionary, then the resources and the scopes, each encoded as in a
+/// block's columns 3, 8 and 9.
+pub fn encode_tables_section(resources: &[&Resource], scopes: &[&Scope]) -> Vec<u8> {
+    let mut enc = Encoder {
+        intern_max_len: INTERN_MAX_LEN,
+        resources: resources.to_vec(),
+        scopes: scopes.to_vec(),
+        ..Encoder::default()
+    };
+    enc.encode_tables();
+    let mut out = std::mem::take(&mut enc.cols[COL_STRINGS]);
+    out.extend_from_slice(&enc.cols[COL_RESOURCES]);
+    out.extend_from_slice(&enc.cols[COL_SCOPES]);
+    out
+}
+
+/// The resources and scopes of a sealed segment, decoded from its TABLES
+/// section when it is opened. Blocks whose columns 8 and 9 are empty refer
+/// to them.
+#[derive(Default)]
+pub struct SegmentTables {
+    pub resources: Vec<Arc<Resource>>,
+    pub scopes: Vec<Arc<Scope>>,
+    /// The numbers of the resources of each service, by service name.
+    services: Vec<(String, Vec<u32>)>,
+    /// What every index reads as in [`unknown`](Self::unknown) tables.
+    any: Option<(Arc<Resource>, Arc<Scope>)>,
+}
+
+impl SegmentTables {
+    /// The numbers of the resources whose `service.name` is `service` (the
+    /// empty string for resources without one).
+    pub fn of_service(&self, service: &str) -> &[u32] {
+        match self
+            .services
+            .binary_search_by(|(s, _)| s.as_str().cmp(service))
+        {
+            Ok(i) => &self.services[i].1,
+            Err(_) => &[],
+        }
+    }
+
+    /// Stands for the tables of a file whose footer could not be read:
+    /// every index is accepted and reads as an empty resource or scope.
+    /// Only for checking the rest of a block (`verify`), never for
+    /// returning spans.
+    pub fn unknown() -> SegmentTables {
+        SegmentTables {
+            any: Some(Default::default()),
+            ..SegmentTables::default()
+        }
+    }
+
+    /// Decodes a TABLES section. Offsets in errors are relative to its start.
+    pub fn decode(b: &[u8]) -> DecodeResult<SegmentTables> {
+        let mut c = Cursor::new(b);
+        let n = c.count(1)?;
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = c.position();
+            entries.push(DictEntry {
+                bytes: c.bytes()?,
+                at,
+                checked: Cell::new(None),
+            });
+        }
+        let dict = Dict(entries);
+        let mut t = SegmentTables::default();
+        for _ in 0..c.count(3)? {
+            t.resources.push(Arc::new(Resource {
+                attributes: read_attrs(&mut c, &dict, 0)?,
+                dropped_attributes_count: c.varint_u32()?,
+                schema_url: dict_str(&mut c, &dict)?,
+            }));
+        }
+        for _ in 0..c.count(5)? {
+            t.scopes.push(Arc::new(Scope {
+                name: dict_str(&mut c, &dict)?,
+                version: dict_str(&mut c, &dict)?,
+                attributes: read_attrs(&mut c, &dict, 0)?,
+                dropped_attributes_count: c.varint_u32()?,
+                schema_url: dict_str(&mut c, &dict)?,
+            }));
+        }
+        if !c.is_empty() {
+            return c.err("bytes after the scopes of the tables section");
+        }
+        // Every entry must be UTF-8, used or not (as in a block).
+        for i in 0..dict.0.len() {
+            dict.get(&Cursor::new(&[]), i as u64)?;
+        }
+        let mut by: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+        for (i, r) in t.resources.iter().enumerate() {
+            by.entry(r.service_name().unwrap_or(""))
+                .or_default()
+                .push(i as u32);
+        }
+        t.services = by.into_iter().map(|(s, v)| (s.to_string(), v)).collect();
+        Ok(t)
+    }
+}
+
 /// A short string as a dictionary key. Equality compares 8-byte words
 /// inline: keys are hit far more often than missed, and a call to memcmp
 /// per hit costs more than the comparison itself.
@@ -783,12 +956,13 @@ impl std::hash::Hash for Short<'_> {
 
 /// Index of `item` in a block's resource or scope table, adding it if new.
 /// Spans of one resource usually share one allocation, so identity is
-/// checked first; equal values in separate allocations still share an entry.
-fn table_index<'a, T: PartialEq>(table: &mut Vec<&'a T>, item: &'a T) -> u64 {
+/// checked first; values equal bit for bit (`same`) in separate
+/// allocations still share an entry.
+fn table_index<'a, T>(table: &mut Vec<&'a T>, item: &'a T, same: fn(&T, &T) -> bool) -> u64 {
     let found = table
         .iter()
         .rposition(|x| std::ptr::eq(*x, item))
-        .or_else(|| table.iter().rposition(|x| *x == item));
+        .or_else(|| table.iter().rposition(|x| same(x, item)));
     match found {
         Some(i) => i as u64,
         None => {
@@ -896,6 +1070,9 @@ pub struct BlockView<'a> {
     span_count: usize,
     /// Resources and scopes already decoded from other blocks.
     tables: Option<&'a TableCache>,
+    /// The segment's tables, when the block refers to them (its columns 8
+    /// and 9 are empty).
+    shared: Option<&'a SegmentTables>,
 }
 
 /// Resources and scopes decoded from the blocks of one segment, by
@@ -933,8 +1110,20 @@ impl TableCache {
 }
 
 impl<'a> BlockView<'a> {
-    /// Parses the column directory, dictionary, trace runs and tables.
+    /// Parses the column directory, dictionary, trace runs and tables of a
+    /// block that holds its own tables (every block of a log).
     pub fn parse(raw: &'a [u8], span_count: u32) -> DecodeResult<Self> {
+        Self::parse_with(raw, span_count, None)
+    }
+
+    /// As [`parse`](Self::parse), for a block of a sealed segment whose
+    /// tables are `segment` (`None` when it has none): a block with empty
+    /// columns 8 and 9 refers to them.
+    pub fn parse_with(
+        raw: &'a [u8],
+        span_count: u32,
+        segment: Option<&'a SegmentTables>,
+    ) -> DecodeResult<Self> {
         let mut c = Cursor::new(raw);
         let n = c.u32()? as usize;
         if n != COLUMN_COUNT {
@@ -963,10 +1152,24 @@ impl<'a> BlockView<'a> {
             scopes: Vec::new(),
             span_count: span_count as usize,
             tables: None,
+            shared: None,
         };
         view.parse_strings()?;
         view.parse_runs()?;
-        view.parse_tables()?;
+        match (cols[COL_RESOURCES].is_empty(), cols[COL_SCOPES].is_empty()) {
+            (false, false) => view.parse_tables()?,
+            (true, true) if segment.is_some() => view.shared = segment,
+            (true, true) => {
+                return view.cursor(COL_RESOURCES).err(
+                    "the block refers to segment tables, and its file has none (format-spec 5.4)",
+                )
+            }
+            _ => {
+                return view
+                    .cursor(COL_RESOURCES)
+                    .err("one of the resource and scope columns is empty, not both")
+            }
+        }
         Ok(view)
     }
 
@@ -1074,6 +1277,23 @@ impl<'a> BlockView<'a> {
         c.finish()
     }
 
+    /// Resource `i` of the segment's tables, when the block uses them.
+    fn shared_resource(&self, i: usize) -> Option<DecodeResult<&'a Arc<Resource>>> {
+        let t = self.shared?;
+        if let Some((r, _)) = &t.any {
+            return Some(Ok(r));
+        }
+        Some(t.resources.get(i).map_or_else(
+            || {
+                self.cursor(COL_META).err(format!(
+                    "resource {i} not in the segment's table of {}",
+                    t.resources.len()
+                ))
+            },
+            Ok,
+        ))
+    }
+
     /// Where resource `i` starts in its column, and its decoded form.
     fn resource_entry(&self, i: usize) -> DecodeResult<(usize, &OnceCell<Arc<Resource>>)> {
         let Some(ResourceEntry {
@@ -1105,6 +1325,9 @@ impl<'a> BlockView<'a> {
     }
 
     fn resource(&self, i: usize) -> DecodeResult<Arc<Resource>> {
+        if let Some(r) = self.shared_resource(i) {
+            return r.cloned();
+        }
         let (at, cell) = self.resource_entry(i)?;
         let at = &at;
         if let Some(r) = cell.get() {
@@ -1130,6 +1353,20 @@ impl<'a> BlockView<'a> {
     }
 
     fn scope(&self, i: usize) -> DecodeResult<Arc<Scope>> {
+        if let Some(t) = self.shared {
+            if let Some((_, s)) = &t.any {
+                return Ok(s.clone());
+            }
+            return t.scopes.get(i).cloned().map_or_else(
+                || {
+                    self.cursor(COL_META).err(format!(
+                        "scope {i} not in the segment's table of {}",
+                        t.scopes.len()
+                    ))
+                },
+                Ok,
+            );
+        }
         let Some((at, cell)) = self.scopes.get(i) else {
             return self
                 .cursor(COL_SCOPES)
@@ -1162,6 +1399,9 @@ impl<'a> BlockView<'a> {
     /// The service of resource `i`, as [`Resource::service_name`] gives
     /// it, found in the encoded attributes without decoding them.
     fn service(&self, i: usize) -> DecodeResult<Option<&'a str>> {
+        if let Some(r) = self.shared_resource(i) {
+            return r.map(|r| r.service_name());
+        }
         let (at, cell) = self.resource_entry(i)?;
         let at = &at;
         let known = &self.resources[i].service;
@@ -1794,6 +2034,16 @@ impl<'v, 'a> Rows<'v, 'a> {
 /// Decodes a whole block from its stored bytes (header then body; bytes
 /// after the block are ignored).
 pub fn decode_block(stored: &[u8]) -> DecodeResult<(BlockHeader, Vec<Span>)> {
+    decode_block_with(stored, None)
+}
+
+/// As [`decode_block`], for a block of a sealed segment whose tables are
+/// `tables` (see [`SegmentTables::unknown`] for a file whose footer could
+/// not be read).
+pub fn decode_block_with(
+    stored: &[u8],
+    tables: Option<&SegmentTables>,
+) -> DecodeResult<(BlockHeader, Vec<Span>)> {
     let header = BlockHeader::decode(stored)?;
     let Some(body) = stored.get(BLOCK_HEADER_LEN..header.stored_len() as usize) else {
         return Err(DecodeError {
@@ -1809,7 +2059,7 @@ pub fn decode_block(stored: &[u8]) -> DecodeResult<(BlockHeader, Vec<Span>)> {
         e.offset += BLOCK_HEADER_LEN;
         e
     })?;
-    let view = BlockView::parse(&raw, header.span_count).map_err(|e| DecodeError {
+    let view = BlockView::parse_with(&raw, header.span_count, tables).map_err(|e| DecodeError {
         offset: BLOCK_HEADER_LEN,
         detail: format!("in uncompressed body at {}: {}", e.offset, e.detail),
     })?;
@@ -1866,33 +2116,45 @@ mod tests {
                 KeyValue::new("n", AnyValue::Int((i % 4) as i64)),
             ]);
         }
-        for chunk in spans.chunks(97) {
+        let mut tables = TableBuilder::default();
+        spans.iter().for_each(|s| tables.add(s));
+        // Blocks with their own tables, and blocks referring to a segment's.
+        for (chunk, shared) in spans
+            .chunks(97)
+            .flat_map(|c| [(c, None), (c, Some(&tables))])
+        {
             let rows: Vec<&Span> = chunk.iter().collect();
             let mut sorted = rows.clone();
             sorted.sort_by_key(|s| (s.trace_id, s.start_time_unix_nano));
-            let mut want = crate::attrs::items(&sorted);
+            let id = |s: &Span| shared.and_then(|t| t.resource_id(&s.resource));
+            let (mut want, mut want_file) = crate::attrs::items_with(&sorted, &id);
             want.sort_unstable();
+            want_file.sort_unstable();
+            assert_eq!(want_file.is_empty(), shared.is_none());
+            let norm = |mut v: Vec<crate::attrs::Item>| {
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
             let mut none = ItemContext::default();
             let (_, summary, _, _) =
-                encode_raw(rows.clone(), INTERN_MAX_LEN, Some(&mut none)).unwrap();
-            let mut got = summary.attr_items;
-            got.sort_unstable();
-            got.dedup();
-            assert_eq!(got, want);
+                encode_raw(rows.clone(), INTERN_MAX_LEN, Some(&mut none), shared).unwrap();
+            assert_eq!(norm(summary.attr_items), want);
+            assert_eq!(norm(summary.file_items), want_file);
             // Keys demoted in advance enter by key only.
             let demoted: crate::attrs::KeySet = want.iter().map(|(k, _)| *k).step_by(3).collect();
             let mut context = ItemContext::new(Arc::new(demoted.clone()));
-            let (_, summary, _, _) = encode_raw(rows, INTERN_MAX_LEN, Some(&mut context)).unwrap();
-            let mut got = summary.attr_items;
-            got.sort_unstable();
-            got.dedup();
-            let mut want: Vec<_> = want
-                .iter()
-                .map(|(k, p)| (*k, if demoted.contains(k) { None } else { *p }))
-                .collect();
-            want.sort_unstable();
-            want.dedup();
-            assert_eq!(got, want);
+            let (_, summary, _, _) =
+                encode_raw(rows, INTERN_MAX_LEN, Some(&mut context), shared).unwrap();
+            let demote = |v: &[crate::attrs::Item]| {
+                norm(
+                    v.iter()
+                        .map(|(k, p)| (*k, if demoted.contains(k) { None } else { *p }))
+                        .collect(),
+                )
+            };
+            assert_eq!(norm(summary.attr_items), demote(&want));
+            assert_eq!(norm(summary.file_items), demote(&want_file));
         }
     }
 
@@ -1926,6 +2188,61 @@ mod tests {
             assert_eq!(h.span_count, 4);
             assert_eq!((h.min_start, h.max_start), (5, 50));
             assert_eq!(back, sorted(spans.clone()));
+        }
+    }
+
+    #[test]
+    fn blocks_referring_to_segment_tables_read_back_only_with_them() {
+        let mut spans: Vec<Span> = (0..12).map(|i| span(i % 3, i + 1, u64::from(i))).collect();
+        for (i, s) in spans.iter_mut().enumerate() {
+            let x = [0.0, -0.0, f64::NAN][i % 3];
+            s.resource = Arc::new(Resource {
+                attributes: vec![
+                    KeyValue::new("service.name", AnyValue::String(format!("svc{}", i % 2))),
+                    KeyValue::new("x", AnyValue::Double(x)),
+                ],
+                ..Resource::default()
+            });
+            s.scope = Arc::new(Scope {
+                name: format!("lib{}", i % 4),
+                ..Scope::default()
+            });
+        }
+        let mut tables = TableBuilder::default();
+        spans.iter().for_each(|s| tables.add(s));
+        let decoded = SegmentTables::decode(&tables.encode()).unwrap();
+        assert_eq!(decoded.scopes.len(), 4);
+        let raw = encode_raw_block(
+            spans.iter().collect(),
+            INTERN_MAX_LEN,
+            &mut ItemContext::default(),
+            Some(&tables),
+        )
+        .unwrap();
+        let view = BlockView::parse_with(&raw.raw, 12, Some(&decoded)).unwrap();
+        let back = view.all().unwrap();
+        let bits = |s: &Span| match &s.resource.attributes[1].value {
+            AnyValue::Double(d) => d.to_bits(),
+            _ => 0,
+        };
+        let want = sorted(spans.clone());
+        assert_eq!(back.len(), want.len());
+        for (b, w) in back.iter().zip(&want) {
+            assert_eq!((b.span_id, bits(b)), (w.span_id, bits(w)));
+            assert_eq!((&b.scope, b.service_name()), (&w.scope, w.service_name()));
+        }
+        // Without the tables (a log, an older file) the block is refused,
+        // as it is with tables too short for its references.
+        assert!(BlockView::parse(&raw.raw, 12).is_err());
+        let short = SegmentTables {
+            resources: decoded.resources[..1].to_vec(),
+            scopes: decoded.scopes.clone(),
+            ..SegmentTables::default()
+        };
+        let view = BlockView::parse_with(&raw.raw, 12, Some(&short)).unwrap();
+        assert!(view.all().is_err());
+        for n in 0..tables.encode().len() {
+            assert!(SegmentTables::decode(&tables.encode()[..n]).is_err());
         }
     }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::fs::{self, sync_dir, FileSystem};
 use crate::segment::{ActiveSegment, BlockSource, SealedSegment};
 use crate::span::Span;
+use crate::tables::TableBuilder;
 
 /// What the policy needs to know of a sealed segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -468,6 +469,7 @@ fn fill(
         heads.push(head);
     }
     let started = Instant::now();
+    let mut shared = TableBuilder::default();
     let mut block: Vec<Span> = Vec::new();
     let mut block_bytes = 0usize;
     // Spans of the current key already written: exact duplicates among
@@ -498,7 +500,14 @@ fn fill(
         run.push(span.clone());
         let new_trace = block.last().is_some_and(|l| l.trace_id.0 != k.0);
         if block_bytes >= opts.block_bytes && (new_trace || block_bytes >= 4 * opts.block_bytes) {
-            write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
+            write_block(
+                seg,
+                &mut block,
+                &mut shared,
+                &mut compressor,
+                dict.is_some(),
+                io,
+            )?;
             block_bytes = 0;
             throttle(seg.len(), started, opts.rate_bytes_per_sec, cancelled);
             if cancelled() {
@@ -510,8 +519,16 @@ fn fill(
         stats.spans_out += 1;
     }
     if !block.is_empty() {
-        write_block(seg, &mut block, &mut compressor, dict.is_some(), io)?;
+        write_block(
+            seg,
+            &mut block,
+            &mut shared,
+            &mut compressor,
+            dict.is_some(),
+            io,
+        )?;
     }
+    seg.tables = Some(shared.encode());
     Ok(Filled::Done(stats))
 }
 
@@ -535,27 +552,37 @@ fn train_without(
         let spans = BlockSource::Mapped((*seg).clone()).all_spans(meta)?;
         let kept: Vec<&Span> = spans.iter().filter(|s| !erased(s, seg.id)).collect();
         if !kept.is_empty() {
-            let raw = encode_raw_block(kept, INTERN_MAX_LEN, &mut Default::default())
-                .map_err(|e| Error::io(&seg.path, "encode dictionary sample", e))?;
+            let mut shared = TableBuilder::default();
+            kept.iter().for_each(|s| shared.add(s));
+            let raw =
+                encode_raw_block(kept, INTERN_MAX_LEN, &mut Default::default(), Some(&shared))
+                    .map_err(|e| Error::io(&seg.path, "encode dictionary sample", e))?;
             bodies.push(raw.raw);
         }
     }
     Ok(crate::dict::train(&bodies))
 }
 
+/// Encodes and appends a block referring to the output's `shared` tables.
 fn write_block(
     seg: &mut ActiveSegment,
     block: &mut Vec<Span>,
+    shared: &mut TableBuilder,
     compressor: &mut zstd::bulk::Compressor<'static>,
     dict: bool,
     io: impl Fn(std::io::Error) -> Error,
 ) -> Result<()> {
+    block.iter().for_each(|s| shared.add(s));
     let raw = encode_raw_block(
         block.iter().collect(),
         INTERN_MAX_LEN,
         &mut Default::default(),
+        Some(shared),
     )
     .map_err(&io)?;
+    // The next blocks come from other decoded allocations: only the
+    // distinct contents are kept.
+    shared.forget_addresses();
     let encoded = compress_block(raw, compressor, dict).map_err(&io)?;
     seg.append(&encoded)?;
     block.clear();

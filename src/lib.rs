@@ -25,6 +25,7 @@ pub mod search;
 pub mod segment;
 pub mod span;
 pub mod store;
+pub mod tables;
 pub mod tombstone;
 pub mod verify;
 

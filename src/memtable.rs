@@ -18,6 +18,7 @@ use crate::hash::FastMap;
 use crate::index::{CatalogBuilder, Operation};
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::span::{Span, TraceId};
+use crate::tables::TableBuilder;
 
 /// Spans in arrival order with a trace-id index over them. Spans are kept
 /// in the batches they were appended in: taking a batch moves no span and
@@ -344,11 +345,25 @@ fn fill(
     } else {
         usize::MAX
     };
+    // The resources and scopes go once into the footer; blocks refer to
+    // them by number.
+    let mut shared = TableBuilder::default();
+    for i in order {
+        shared.add(table.get(*i as usize));
+    }
+    seg.tables = Some(shared.encode());
+    let shared = &shared;
     let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
     let mut sample_items = ItemContext::new(layout.demoted.clone());
     for (i, r) in ranges.iter().enumerate() {
         samples.push(if i % step == 0 {
-            Some(encode_raw_block(rows(r), layout.intern_max_len, &mut sample_items).map_err(io)?)
+            let raw = encode_raw_block(
+                rows(r),
+                layout.intern_max_len,
+                &mut sample_items,
+                Some(shared),
+            );
+            Some(raw.map_err(io)?)
         } else {
             None
         });
@@ -376,6 +391,7 @@ fn fill(
         level: layout.level,
         intern: layout.intern_max_len,
         demoted: layout.demoted.clone(),
+        shared,
     };
     // Blocks are independent once the dictionary is known: workers take
     // them one at a time and this thread appends them in order as they
@@ -434,6 +450,7 @@ struct EncodeJob<'a, F> {
     level: i32,
     intern: usize,
     demoted: Arc<KeySet>,
+    shared: &'a TableBuilder,
 }
 
 type Encoded = (usize, std::io::Result<EncodedBlock>);
@@ -482,7 +499,7 @@ where
             .and_then(Option::take);
         let raw = match sample {
             Some(raw) => raw,
-            None => encode_raw_block((self.rows)(r), self.intern, items)?,
+            None => encode_raw_block((self.rows)(r), self.intern, items, Some(self.shared))?,
         };
         compress_block(raw, c, self.dict.is_some())
     }
@@ -551,7 +568,7 @@ mod tests {
         }
         let (h, raw) = src.load(&seg.blocks[0]).unwrap();
         assert!(
-            BlockView::parse(&raw, h.span_count)
+            BlockView::parse_with(&raw, h.span_count, seg.shared.as_ref())
                 .unwrap()
                 .trace_runs()
                 .len()

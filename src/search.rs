@@ -81,7 +81,9 @@ fn block_may_drive(q: &TraceQuery, seg: &SealedSegment, i: usize, b: &BlockMeta)
             let ok = q.attributes.iter().all(|a| {
                 attrs::probe(service, a)
                     .for_segment(whole)
-                    .is_some_and(|p| p.may_match(f))
+                    .is_some_and(|p| {
+                        p.may_match(f) || block_has_resource(f, &resource_markers(seg, service, a))
+                    })
             });
             if !ok {
                 return false;
@@ -195,12 +197,38 @@ fn insert(out: &mut Vec<TraceSummary>, limit: usize, sum: TraceSummary) {
     out.truncate(limit);
 }
 
+/// Markers of the segment's shared resources (format-spec 5.4) of
+/// `service` that meet `f`. A block's filter holds no item of these
+/// resources, only a marker of each it uses: a block may meet `f` through
+/// a resource when its filter holds one of these markers.
+fn resource_markers(seg: &SealedSegment, service: &str, f: &crate::AttrFilter) -> Vec<u64> {
+    let Some(t) = &seg.shared else {
+        return Vec::new();
+    };
+    t.of_service(service)
+        .iter()
+        .filter(|i| {
+            t.resources[**i as usize]
+                .attributes
+                .iter()
+                .any(|kv| f.matches(kv))
+        })
+        .map(|i| attrs::resource_marker(*i))
+        .collect()
+}
+
+/// True when the block filter `f` may hold one of `markers`.
+fn block_has_resource(f: &[u8], markers: &[u64]) -> bool {
+    markers.iter().any(|m| attrs::filter_may_hold(f, *m))
+}
+
 /// One segment's rows of the searched service, walked from the newest
 /// row starting before the window's end towards older ones.
 struct Rows {
     seg: usize,
-    /// The attribute conditions as probes of this segment's filters.
-    probes: Vec<attrs::Probe>,
+    /// The attribute conditions as probes of this segment's filters, each
+    /// with the markers of the shared resources meeting it.
+    probes: Vec<(attrs::Probe, Vec<u64>)>,
     /// Which catalog operations may drive the query (service, name, kind).
     ops: Vec<bool>,
     /// Rows `first..next` remain.
@@ -261,11 +289,14 @@ impl<'a> Search<'a> {
                 continue;
             };
             // Probes are hashed once per query and adjusted to the segment.
-            let probes: Option<Vec<attrs::Probe>> = match seg.attr_filter(seg.blocks.len()) {
+            let probes: Option<Vec<_>> = match seg.attr_filter(seg.blocks.len()) {
                 Some(f) => q
                     .attributes
                     .iter()
-                    .map(|a| attrs::probe(service, a).for_segment(f))
+                    .map(|a| {
+                        let p = attrs::probe(service, a).for_segment(f)?;
+                        Some((p, resource_markers(seg, service, a)))
+                    })
                     .collect(),
                 None => Some(Vec::new()),
             };
@@ -411,7 +442,11 @@ impl<'a> Search<'a> {
                 .iter()
                 .any(|id| cur.ops.get(*id as usize).copied().unwrap_or(false));
             let filter = seg.attr_filter(i);
-            let has_attrs = filter.is_none_or(|f| cur.probes.iter().all(|p| p.may_match(f)));
+            let has_attrs = filter.is_none_or(|f| {
+                cur.probes
+                    .iter()
+                    .all(|(p, m)| p.may_match(f) || block_has_resource(f, m))
+            });
             if !has_op || !has_attrs {
                 continue;
             }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::block::{
-    self, BlockHeader, BlockSummary, BlockView, EncodedBlock, RowHead, BLOCK_HEADER_LEN,
+    self, BlockHeader, BlockSummary, BlockView, EncodedBlock, RowHead, SegmentTables,
+    BLOCK_HEADER_LEN,
 };
 use crate::codec::{put_u32, put_u64, DecodeError};
 use crate::dict::BlockDict;
@@ -29,7 +30,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SPLGSEGM";
 /// Last eight bytes of every sealed segment file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"SPLGSEAL";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 // File header fields.
 const H_MAGIC: usize = 0;
@@ -82,10 +83,12 @@ pub mod section {
     pub const BLOCK_ATTRS: u32 = 12;
     /// Ids of the segments a merged segment replaces (version 4 on).
     pub const SUPERSEDES: u32 = 13;
+    /// The resources and scopes the blocks share (version 5 on).
+    pub const TABLES: u32 = 14;
     /// Every section a segment must have, in file order: the first six in
-    /// version 1, seven in version 2, twelve in version 3, all thirteen
-    /// from version 4 on.
-    pub const ALL: [u32; 13] = [
+    /// version 1, seven in version 2, twelve in version 3, thirteen in
+    /// version 4, all fourteen from version 5 on.
+    pub const ALL: [u32; 14] = [
         BLOCKS,
         TRACE_ENTRIES,
         TRACE_POSTINGS,
@@ -99,6 +102,7 @@ pub mod section {
         TRACE_SERVICES,
         BLOCK_ATTRS,
         SUPERSEDES,
+        TABLES,
     ];
 
     /// The sections of a file of format `version`.
@@ -107,6 +111,7 @@ pub mod section {
             1 => &ALL[..6],
             2 => &ALL[..7],
             3 => &ALL[..12],
+            4 => &ALL[..13],
             _ => &ALL,
         }
     }
@@ -381,7 +386,12 @@ impl BlockSource {
         raw: &'a [u8],
         header: &BlockHeader,
     ) -> Result<BlockView<'a>> {
-        let view = BlockView::parse(raw, header.span_count).map_err(|e| self.body_err(meta, e))?;
+        let shared = match self {
+            BlockSource::Mapped(seg) => seg.shared.as_ref(),
+            BlockSource::File { .. } => None,
+        };
+        let view = BlockView::parse_with(raw, header.span_count, shared)
+            .map_err(|e| self.body_err(meta, e))?;
         Ok(match self {
             BlockSource::Mapped(seg) => view.with_cache(&seg.tables),
             BlockSource::File { .. } => view,
@@ -443,6 +453,9 @@ pub struct ActiveSegment {
     /// The zstd dictionary its blocks were compressed with, written to the
     /// footer when sealed.
     pub dict: Option<Vec<u8>>,
+    /// The TABLES section its blocks refer to (see `tables`); `None`
+    /// writes empty tables, for blocks that hold their own.
+    pub tables: Option<Vec<u8>>,
 }
 
 impl ActiveSegment {
@@ -515,6 +528,7 @@ impl ActiveSegment {
             supersedes: Vec::new(),
             span_count: 0,
             dict: None,
+            tables: None,
         }
     }
 
@@ -557,7 +571,8 @@ impl ActiveSegment {
         for p in &summary.traces {
             self.digests.add(p);
         }
-        self.attr_filters.add_block(&summary.attr_items);
+        self.attr_filters
+            .add_block(&summary.attr_items, &summary.file_items);
         self.span_count += u64::from(h.span_count);
         self.len = offset + h.stored_len();
     }
@@ -656,6 +671,10 @@ impl ActiveSegment {
             crate::codec::put_varint(&mut supersedes, *id);
         }
         let attrs = std::mem::take(&mut self.attr_filters).finish();
+        let tables = self
+            .tables
+            .take()
+            .unwrap_or_else(|| crate::block::encode_tables_section(&[], &[]));
         let sections = [
             blocks,
             entries,
@@ -670,6 +689,7 @@ impl ActiveSegment {
             trace_services,
             attrs,
             supersedes,
+            tables,
         ];
         let footer_start = self.len;
         let mut out = Vec::new();
@@ -940,6 +960,8 @@ pub struct SealedSegment {
     dict: Option<BlockDict>,
     /// Resources and scopes decoded from this segment's blocks.
     tables: crate::block::TableCache,
+    /// The resources and scopes its blocks share (version 5 on).
+    pub shared: Option<SegmentTables>,
 }
 
 impl SealedSegment {
@@ -984,8 +1006,10 @@ impl SealedSegment {
             sections,
             dict: None,
             tables: Default::default(),
+            shared: None,
         };
         seg.blocks = seg.parse_blocks()?;
+        seg.shared = seg.decode_tables()?;
         seg.dict = seg
             .sections
             .get(6)
@@ -1161,6 +1185,16 @@ impl SealedSegment {
                 e.detail,
             )
         })
+    }
+
+    /// The TABLES section (version 5 on), decoded.
+    fn decode_tables(&self) -> Result<Option<SegmentTables>> {
+        let Some((at, _)) = self.sections.get(13) else {
+            return Ok(None);
+        };
+        SegmentTables::decode(self.section(13))
+            .map(Some)
+            .map_err(|e| Error::corrupt(&self.path, (at + e.offset) as u64, e.detail))
     }
 
     /// The zstd dictionary of the segment's codec-2 blocks, if any.

@@ -234,11 +234,14 @@ fn scan_blocks(fs: &dyn FileSystem, path: &Path, report: &mut Report) {
 
 /// Checks a block found by walking a file whose footer could not be read.
 /// A block compressed with the segment's dictionary can only be checked
-/// up to its body checksum, since the dictionary is in the footer.
+/// up to its body checksum, since the dictionary is in the footer; so can
+/// the references of a block to the segment's tables, also in the footer.
 fn check_stored_block(stored: &[u8]) -> crate::codec::DecodeResult<usize> {
     let h = block::BlockHeader::decode(stored)?;
     if h.codec != block::Codec::ZstdDict {
-        return block::decode_block(stored).map(|(h, _)| h.stored_len() as usize);
+        let tables = block::SegmentTables::unknown();
+        return block::decode_block_with(stored, Some(&tables))
+            .map(|(h, _)| h.stored_len() as usize);
     }
     let len = h.stored_len() as usize;
     let Some(body) = stored.get(block::BLOCK_HEADER_LEN..len) else {
@@ -270,8 +273,9 @@ struct Seen {
     unreadable: BTreeSet<u32>,
     /// What the spans say of each trace, for the search index.
     parts: BTreeMap<TraceId, TracePart>,
-    /// Attribute items of each block (empty for unreadable blocks).
-    items: Vec<Vec<crate::attrs::Item>>,
+    /// Attribute items of each block (empty for unreadable blocks): those
+    /// of its filter, and those of the segment's filter only.
+    items: Vec<(Vec<crate::attrs::Item>, Vec<crate::attrs::Item>)>,
 }
 
 fn verify_sealed(seg: Arc<SealedSegment>, report: &mut Report) {
@@ -283,12 +287,12 @@ fn verify_sealed(seg: Arc<SealedSegment>, report: &mut Report) {
             Ok(spans) => {
                 report.spans += spans.len() as u64;
                 check_block(&seg.path, meta, &spans, report);
-                record(&mut seen, i as u32, &spans);
+                record(&mut seen, i as u32, &spans, &seg);
             }
             Err(e) => {
                 report.error(e);
                 seen.ops.push(BTreeSet::new());
-                seen.items.push(Vec::new());
+                seen.items.push(Default::default());
                 seen.unreadable.insert(i as u32);
             }
         }
@@ -341,24 +345,37 @@ fn check_search_index(seg: &SealedSegment, seen: &Seen, report: &mut Report) {
     let Some(whole) = seg.attr_filter(seg.blocks.len()) else {
         return;
     };
-    for (i, items) in seen.items.iter().enumerate() {
+    for (i, (items, file_items)) in seen.items.iter().enumerate() {
         let Some(f) = seg.attr_filter(i) else {
             continue;
         };
-        if !items
+        let held = items
             .iter()
             .all(|item| crate::attrs::filters_hold(f, whole, *item))
-        {
+            && file_items
+                .iter()
+                .all(|item| crate::attrs::filters_hold(whole, whole, *item));
+        if !held {
             let detail = format!("attribute filter of block {i} lacks attributes of its spans");
             report.at(&seg.path, seg.blocks[i].offset, detail);
         }
     }
 }
 
-fn record(seen: &mut Seen, block: u32, spans: &[Span]) {
+fn record(seen: &mut Seen, block: u32, spans: &[Span], seg: &SealedSegment) {
     let mut ops = BTreeSet::new();
     let refs: Vec<&Span> = spans.iter().collect();
-    seen.items.push(crate::attrs::items(&refs));
+    // Spans read from a block that refers to the segment's tables share
+    // their resource's allocation with the tables.
+    let shared = |s: &Span| {
+        let t = seg.shared.as_ref()?;
+        let i = t
+            .resources
+            .iter()
+            .position(|r| Arc::ptr_eq(r, &s.resource))?;
+        Some(i as u32)
+    };
+    seen.items.push(crate::attrs::items_with(&refs, &shared));
     for s in spans {
         match seen.parts.get_mut(&s.trace_id) {
             Some(p) => p.add_span(s),

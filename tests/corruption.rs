@@ -767,7 +767,7 @@ fn small() -> Fixture {
 /// codec 2, and the footer holds a DICT section of up to 64 KiB. The file
 /// is larger than `EVERY_OFFSET_UP_TO`, so offsets are sampled.
 fn with_dictionary() -> Fixture {
-    let fx = Fixture::build(7, 500, 1 << 10);
+    let fx = Fixture::build(7, 1200, 3 << 10);
     let seg = SealedSegment::open(&fx.dir.path().join(&fx.name)).unwrap();
     let dict = seg
         .section_sizes()

@@ -684,7 +684,7 @@ fn a_full_disk_while_compacting_keeps_the_store_usable_and_recovers_once_space_i
     let before = sealed_files(&fs);
     assert!(before.len() >= 6, "{before:?}");
     let used = fs.used_bytes();
-    fs.set_capacity(Some(used + 4096));
+    fs.set_capacity(Some(used + 512));
     let e = store.compact().unwrap_err();
     assert_io(&e, ".seg.tmp", "append block");
     // Nothing is left of the merge, and the store goes on: reads, and

@@ -28,7 +28,7 @@ fn fixtures() -> PathBuf {
     fixtures_of(FORMAT_VERSION)
 }
 
-const VERSIONS: [u32; 4] = [1, 2, 3, 4];
+const VERSIONS: [u32; 5] = [1, 2, 3, 4, 5];
 
 const SEALED: &str = "00000000000000000001.seg";
 const TORN: &str = "00000000000000000002.wal";
@@ -374,7 +374,7 @@ fn searches_agree_across_format_versions() {
             ..TraceQuery::service(svc.clone())
         });
     }
-    for v in [2, 3, 4] {
+    for v in [2, 3, 4, 5] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(fixtures_of(v).join(WITH_DICT), dir.path().join(WITH_DICT)).unwrap();
         let store = Store::open(dir.path(), Options::read_only()).unwrap();

@@ -195,6 +195,13 @@ fn section_name(id: u32) -> &'static str {
         section::CATALOG => "catalog",
         section::BLOCK_OPS => "block_ops",
         section::DICT => "dictionary",
+        section::DIGESTS => "digests",
+        section::SERVICES => "services",
+        section::SERVICE_ROWS => "service_rows",
+        section::TRACE_SERVICES => "trace_services",
+        section::BLOCK_ATTRS => "block_attrs",
+        section::SUPERSEDES => "supersedes",
+        section::TABLES => "tables",
         _ => "unknown",
     }
 }
