@@ -239,6 +239,12 @@ pub struct FileHeader {
     pub created_unix_nano: u64,
 }
 
+/// True when the header checksum field matches bytes 0..32 as this
+/// version lays the header out.
+fn header_checksum_matches(h: &[u8]) -> bool {
+    h.len() >= HEADER_LEN && crc32fast::hash(&h[..H_CRC]) == LE::read_u32(&h[H_CRC..])
+}
+
 /// Checks magic, version and checksum of a segment's first bytes.
 pub fn decode_header(path: &Path, h: &[u8]) -> Result<FileHeader> {
     if h.len() < HEADER_LEN {
@@ -795,6 +801,13 @@ pub fn recover_active_in(
     let header = match decode_header(path, &bytes) {
         Ok(h) => h,
         Err(e @ Error::Corruption { .. }) if bytes.len() <= HEADER_LEN => {
+            return stillborn(fs, path, file, e)
+        }
+        // A header torn after its magic can show any version; its checksum
+        // then fails too. A log this short holds no block in any version.
+        Err(e @ Error::UnsupportedVersion { .. })
+            if bytes.len() == HEADER_LEN && !header_checksum_matches(&bytes) =>
+        {
             return stillborn(fs, path, file, e)
         }
         Err(e) => return Err(e),

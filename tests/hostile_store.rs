@@ -353,6 +353,34 @@ fn a_log_of_a_newer_format_version_is_refused_and_left_as_it_is() {
     assert_holds(&store, &spans, "recovered log");
 }
 
+/// A log cut to its 40-byte header: what a crash while creating it can
+/// leave, the header's bytes after the magic torn into garbage.
+#[test]
+fn a_log_header_torn_after_its_magic_is_a_stillborn_log_whatever_version_it_shows() {
+    let (dir, wal, spans) = store_with_a_log();
+    let header = std::fs::read(&wal).unwrap()[..40].to_vec();
+    drop(spans);
+    // A newer version whose header checksum holds: refused, left alone.
+    let mut newer = header.clone();
+    newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let crc = crc32fast::hash(&newer[..32]);
+    newer[32..36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&wal, &newer).unwrap();
+    assert_unsupported(dir.path(), &wal, FORMAT_VERSION + 1);
+    // Garbage after the magic: no version could have written it whole, and
+    // no block follows it, so it is an empty log.
+    let mut torn = header;
+    torn[8..40].copy_from_slice(&[0x5c; 32]);
+    std::fs::write(&wal, &torn).unwrap();
+    let store = Store::open(dir.path(), Options::read_only()).unwrap();
+    assert_eq!(store.stats().unwrap().spans, 0);
+    drop(store);
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.stats().unwrap().spans, 0);
+    store.close().unwrap();
+    assert!(!wal.exists(), "the writer deletes the stillborn log");
+}
+
 #[test]
 fn zero_length_store_files() {
     let (dir, spans) = closed_store(41, 300);
