@@ -55,6 +55,14 @@ pub struct Options {
     pub compaction_fan_in: usize,
     /// Most bytes per second a merge writes; `None` for no limit.
     pub compaction_rate_bytes_per_sec: Option<u64>,
+    /// Approximate uncompressed size of a block of a merged segment. Merged
+    /// data is sorted by trace and read mostly by trace id, so its blocks
+    /// are larger than those sealed from memory: they compress better, and
+    /// a trace is still read from one block.
+    pub compaction_block_bytes: usize,
+    /// zstd level of merged blocks: merges run in the background, so they
+    /// spend more time than the sealer on compressing.
+    pub compaction_level: i32,
     /// Retention: segments whose latest span end is older than this are
     /// deleted.
     pub retention_max_age: Option<Duration>,
@@ -83,6 +91,8 @@ impl Default for Options {
             compaction_window: Duration::from_secs(3600),
             compaction_fan_in: 4,
             compaction_rate_bytes_per_sec: None,
+            compaction_block_bytes: 32 << 10,
+            compaction_level: 9,
             retention_max_age: None,
             retention_max_bytes: None,
             maintenance_interval: None,

@@ -1165,8 +1165,8 @@ impl Inner {
             report.dropped = plan.drops.clone();
         }
         let opts = MergeOptions {
-            block_bytes: self.opts.block_target_bytes,
-            level: self.opts.compression_level,
+            block_bytes: self.opts.compaction_block_bytes,
+            level: self.opts.compaction_level,
             rate_bytes_per_sec: self.opts.compaction_rate_bytes_per_sec,
         };
         let mut failed = None;
@@ -1585,6 +1585,7 @@ fn check_options(opts: &Options) -> Result<()> {
     let max = (block::MAX_RAW_LEN / 8) as usize;
     for (name, v) in [
         ("block_target_bytes", opts.block_target_bytes),
+        ("compaction_block_bytes", opts.compaction_block_bytes),
         ("wal_block_bytes", opts.wal_block_bytes),
         ("max_span_bytes", opts.max_span_bytes),
     ] {
