@@ -12,6 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -238,7 +239,16 @@ pub struct MergeOptions {
     pub level: i32,
     /// Most bytes written per second; `None` for no limit.
     pub rate_bytes_per_sec: Option<u64>,
+    /// While set, the merge waits after each block, up to [`MAX_GIVE_WAY`]
+    /// per block: the store sets it while its sealer writes a segment, so
+    /// that ingest keeps its speed on a machine with few cores, and merges
+    /// use the time between seals.
+    pub give_way: Option<Arc<AtomicBool>>,
 }
+
+/// Longest a merge waits per block for the sealer: merges go on, slowly,
+/// under an ingest that never lets the sealer rest.
+pub const MAX_GIVE_WAY: Duration = Duration::from_millis(100);
 
 /// What a merge did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -510,6 +520,7 @@ fn fill(
             )?;
             block_bytes = 0;
             throttle(seg.len(), started, opts.rate_bytes_per_sec, cancelled);
+            give_way(opts.give_way.as_deref(), cancelled);
             if cancelled() {
                 return Err(Error::Closed);
             }
@@ -587,6 +598,17 @@ fn write_block(
     seg.append(&encoded)?;
     block.clear();
     Ok(())
+}
+
+/// Waits while `busy` is set, up to [`MAX_GIVE_WAY`], or until `cancelled`.
+fn give_way(busy: Option<&AtomicBool>, cancelled: &dyn Fn() -> bool) {
+    let Some(busy) = busy else {
+        return;
+    };
+    let started = Instant::now();
+    while busy.load(Ordering::Relaxed) && started.elapsed() < MAX_GIVE_WAY && !cancelled() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Sleeps as long as writing `written` bytes since `started` went faster

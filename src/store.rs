@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
@@ -91,6 +92,8 @@ struct Inner {
     /// the error of the first that failed.
     log_sync: Mutex<Option<String>>,
     sealer: Mutex<Option<JoinHandle<()>>>,
+    /// Set while the sealer writes a segment: merges give way meanwhile.
+    sealing: Arc<AtomicBool>,
     /// Serialises compaction and retention.
     maintenance_run: Mutex<()>,
     /// How compaction and retention fare; held only to read or update it,
@@ -268,6 +271,7 @@ impl Store {
             maintenance_stop: Mutex::new(false),
             maintenance_wake: Condvar::new(),
             maintainer: Mutex::new(None),
+            sealing: Arc::default(),
         });
         if let Some(layout) = layout {
             // The tombstones the recovery's dictionary was trained under.
@@ -939,12 +943,14 @@ impl Inner {
                 trained_under = tombs.clone();
             }
             let id = job.wal.id;
+            self.sealing.store(true, AtomicOrdering::Relaxed);
             let r = if tombs.is_empty() {
                 write_segment_in(&self.fs, &self.dir, id, &job.table, &mut layout).map(Some)
             } else {
                 let erased = |s: &Span| tombs.hides(&s.trace_id, id);
                 write_segment_erasing_in(&self.fs, &self.dir, id, &job.table, &mut layout, &erased)
             };
+            self.sealing.store(false, AtomicOrdering::Relaxed);
             // Every span was erased: no segment, and the log goes before the
             // table, so that no tombstone is dropped while the log holds
             // what it erases.
@@ -1127,6 +1133,17 @@ impl Inner {
         r
     }
 
+    /// Retention: takes `ids` out of the list and deletes them.
+    fn drop_segments(&self, ids: &[u64], report: &mut MaintenanceReport) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let gone = self.replace(ids, None);
+        self.delete_segments(&gone)?;
+        report.dropped.extend_from_slice(ids);
+        Ok(())
+    }
+
     fn maintain_locked(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
         let (tombs, frozen) = {
             let w = self.writable()?;
@@ -1159,23 +1176,35 @@ impl Inner {
             bytes_before: stats.iter().map(|s| s.bytes).sum(),
             ..MaintenanceReport::default()
         };
-        if !plan.drops.is_empty() {
-            let gone = self.replace(&plan.drops, None);
-            self.delete_segments(&gone)?;
-            report.dropped = plan.drops.clone();
-        }
+        self.drop_segments(&plan.drops, &mut report)?;
         let opts = MergeOptions {
             block_bytes: self.opts.compaction_block_bytes,
             level: self.opts.compaction_level,
             rate_bytes_per_sec: self.opts.compaction_rate_bytes_per_sec,
+            give_way: Some(self.sealing.clone()),
         };
         let mut failed = None;
         for group in plan.merges {
-            let inputs: Vec<Arc<SealedSegment>> = sealed
+            // Merges can take long under a steady ingest: retention goes on
+            // between them, and a group it dropped from is left alone.
+            if policy.max_age_nanos.is_some() || policy.max_total_bytes.is_some() {
+                let now: Vec<SegmentStat> = self
+                    .sealed_snapshot()
+                    .iter()
+                    .map(|s| SegmentStat::of(s))
+                    .collect();
+                let drops = compaction::plan(&now, &policy, now_unix_nanos(), false).drops;
+                self.drop_segments(&drops, &mut report)?;
+            }
+            let current = self.sealed_snapshot();
+            let inputs: Vec<Arc<SealedSegment>> = current
                 .iter()
                 .filter(|s| group.contains(&s.id))
                 .cloned()
                 .collect();
+            if inputs.len() != group.len() {
+                continue;
+            }
             // The tombstones of the moment the id is taken: a deletion made
             // later has a watermark at least this id, so it covers the
             // output, and the reads hide what this merge still copies.

@@ -558,6 +558,7 @@ fn merge_options() -> MergeOptions {
         block_bytes: 4 << 10,
         level: 3,
         rate_bytes_per_sec: None,
+        give_way: None,
     }
 }
 

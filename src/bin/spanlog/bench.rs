@@ -1,6 +1,7 @@
 //! `spanlog bench`: single-threaded ingest, lookup, scan and query figures
 //! on a fresh store.
 
+mod lifecycle;
 mod queries;
 
 use std::io::Write;
@@ -51,6 +52,11 @@ pub struct Args {
     /// If DIR already holds a spanlog store, delete its segment and log files first
     #[arg(long)]
     force: bool,
+    /// Measure the store's lifecycle instead: long ingests with compaction
+    /// off and on, a full compaction, an ingest beside a merge, and
+    /// retention under a steady ingest (stores in subdirectories of DIR)
+    #[arg(long)]
+    lifecycle: bool,
 }
 
 /// Every figure of a run.
@@ -86,6 +92,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> CliResult {
         return Err(CliError::usage("--spans must be at least 1"));
     }
     let dir = BenchDir::new(args)?;
+    if args.lifecycle {
+        note(args, &format!("stores in {}", dir.path.display()));
+        return lifecycle::run(args, &dir.path, out);
+    }
     note(args, &format!("store in {}", dir.path.display()));
     let mut r = Results::default();
     note(args, &format!("generating {} spans", count(args.spans)));
