@@ -282,6 +282,7 @@ fn every_target_has_a_test_and_seeds_pass_repair_unchanged() {
     for (dir, file) in [
         ("v4", "00000000000000000001.seg"),
         ("v3", "00000000000000000003.seg"),
+        ("v5", "00000000000000000003.seg"),
     ] {
         let good = std::fs::read(fixtures().join(dir).join(file)).unwrap();
         let mut fixed = good.clone();
@@ -567,7 +568,7 @@ fn write_seed_corpus() {
     let plain_seg = plain_segment(&generate(4, 40), 12);
     let full_seg = plain_segment(&with_full, 2);
     let dict_seg = store_segment(generate(5, 750));
-    for v in ["v1", "v2", "v3", "v4"] {
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
         add(
             "segment_open",
             &format!("{v}-seg"),
@@ -616,6 +617,7 @@ fn write_seed_corpus() {
         ("v1", fixture("v1/00000000000000000001.seg"), &[][..]),
         ("v3", fixture("v3/00000000000000000001.seg"), &[][..]),
         ("v4", fixture("v4/00000000000000000001.seg"), &[][..]),
+        ("v5", fixture("v5/00000000000000000001.seg"), &[][..]),
         ("plain-40", plain_seg.clone(), &[][..]),
         ("plain-full", full_seg.clone(), &[][..]),
         ("store-dict", dict_seg.clone(), &dict_block[..]),
