@@ -475,8 +475,8 @@ fn check_wal(bytes: &[u8]) {
 /// then the sections in file order separated by [`SECTION_SEP`]: trace
 /// entries, trace postings, bloom, catalog, block operations, dictionary,
 /// digests, services, service rows, trace services (kept for the layout;
-/// only `SealedSegment` reads them), attribute filters, and a block body to
-/// decompress with the dictionary.
+/// only `SealedSegment` reads them), attribute filters, a block body to
+/// decompress with the dictionary, and the TABLES section.
 pub fn footer_decode(data: &[u8]) {
     let Some((&blocks, rest)) = data.split_first() else {
         return;
@@ -490,6 +490,32 @@ pub fn footer_decode(data: &[u8]) {
     check_dict(part(5), part(11));
     check_search_sections(part(6), part(7), part(8));
     check_attr_filters(part(10), blocks);
+    check_tables(part(12));
+}
+
+/// A TABLES section that decodes re-encodes to tables that decode to the
+/// same resources and scopes, bit for bit, each found under its service.
+fn check_tables(bytes: &[u8]) {
+    let Ok(t) = block::SegmentTables::decode(bytes) else {
+        return;
+    };
+    let resources: Vec<&spanlog::Resource> = t.resources.iter().map(|r| &**r).collect();
+    let scopes: Vec<&spanlog::Scope> = t.scopes.iter().map(|s| &**s).collect();
+    let again = block::encode_tables_section(&resources, &scopes);
+    let back = block::SegmentTables::decode(&again).expect("re-encoded tables decode");
+    assert_eq!(back.resources.len(), t.resources.len(), "resources");
+    assert_eq!(back.scopes.len(), t.scopes.len(), "scopes");
+    for (i, (a, b)) in t.resources.iter().zip(&back.resources).enumerate() {
+        assert!(spanlog::tables::same_resource(a, b), "resource {i}");
+        let service = a.service_name().unwrap_or("");
+        assert!(
+            t.of_service(service).contains(&(i as u32)),
+            "service of resource {i}"
+        );
+    }
+    for (i, (a, b)) in t.scopes.iter().zip(&back.scopes).enumerate() {
+        assert!(spanlog::tables::same_scope(a, b), "scope {i}");
+    }
 }
 
 fn check_trace_index(entries: &[u8], postings: &[u8]) {

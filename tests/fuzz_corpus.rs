@@ -479,11 +479,13 @@ fn footer_input(seg_bytes: &[u8], dict_body: &[u8]) -> Option<Vec<u8>> {
         sections.push(&seg_bytes[at..at + len as usize]);
         at += len as usize;
     }
-    // Blocks, then what footer_decode reads, in file order.
+    // Blocks, then what footer_decode reads, in file order, then a block
+    // body for the dictionary and the TABLES section.
     let mut out = vec![blocks];
+    let tables = sections.get(13).copied().unwrap_or(&[]);
     let parts: Vec<&[u8]> = (1..12)
         .map(|i| sections.get(i).copied().unwrap_or(&[]))
-        .chain([dict_body])
+        .chain([dict_body, tables])
         .collect();
     for (i, p) in parts.iter().enumerate() {
         if checks::split_on(p, checks::SECTION_SEP).len() > 1 {
