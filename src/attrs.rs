@@ -379,23 +379,33 @@ impl FilterBuilder {
         self.count(items, &mut v);
         v.sort_unstable();
         v.dedup();
-        self.all.extend(v.iter().copied());
         put_filter(&mut self.section, &build(&v));
-        let mut file = Vec::new();
-        self.count(file_items, &mut file);
-        self.all.extend(file);
+        self.count(file_items, &mut Vec::new());
     }
 
     /// Counts the items' values and pushes what enters a filter to `out`.
+    /// What enters a filter for the first time enters the segment's too:
+    /// a pair enters filters only while its key has few values, so it
+    /// is new to the segment exactly when it is new to its key's values.
     fn count(&mut self, items: &[Item], out: &mut Vec<u64>) {
+        let FilterBuilder { values, all, .. } = self;
         for (k, p) in items {
-            let set = self.values.entry(*k).or_default();
+            let set = match values.entry(*k) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    all.insert(*k);
+                    e.insert(FastSet::default())
+                }
+            };
             out.push(*k);
             if let Some(p) = p {
                 if set.len() <= MAX_DISTINCT_VALUES {
-                    set.insert(*p);
+                    let new = set.insert(*p);
                     if set.len() <= MAX_DISTINCT_VALUES {
                         out.push(*p);
+                        if new {
+                            all.insert(*p);
+                        }
                     }
                 }
             }

@@ -333,6 +333,11 @@ fn encode_raw(
         shared,
         ..Encoder::default()
     };
+    // Columns sized up front too, from typical bytes per row, so that few
+    // of them grow (and copy) while the rows are written.
+    for (col, per_row) in enc.cols.iter_mut().zip(TYPICAL_ROW_BYTES) {
+        col.reserve(rows.len() * per_row);
+    }
     let raw = enc.encode(&rows);
     if enc.unregistered {
         return Err(std::io::Error::other(
@@ -401,6 +406,9 @@ fn summarize_with(
         file_items,
     }
 }
+
+/// Bytes a row typically takes in each column (generated workloads).
+const TYPICAL_ROW_BYTES: [usize; COLUMN_COUNT] = [1, 8, 2, 64, 2, 12, 4, 4, 0, 0, 32, 2, 2];
 
 /// Column writers for one block.
 #[derive(Default)]
