@@ -240,7 +240,7 @@ pub struct MergeOptions {
     /// Most bytes written per second; `None` for no limit.
     pub rate_bytes_per_sec: Option<u64>,
     /// While set, the merge waits after each block, up to [`MAX_GIVE_WAY`]
-    /// per block: the store sets it while its sealer writes a segment, so
+    /// per block (a 32 KiB block takes a few milliseconds to merge): the store sets it while its sealer writes a segment, so
     /// that ingest keeps its speed on a machine with few cores, and merges
     /// use the time between seals.
     pub give_way: Option<Arc<AtomicBool>>,
@@ -248,7 +248,7 @@ pub struct MergeOptions {
 
 /// Longest a merge waits per block for the sealer: merges go on, slowly,
 /// under an ingest that never lets the sealer rest.
-pub const MAX_GIVE_WAY: Duration = Duration::from_millis(100);
+pub const MAX_GIVE_WAY: Duration = Duration::from_millis(20);
 
 /// What a merge did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -36,6 +36,10 @@ pub const LOCK_FILE: &str = "LOCK";
 /// matters more than size.
 const WAL_COMPRESSION_LEVEL: i32 = 1;
 
+/// How often retention runs while a merge is in progress: merges can take
+/// long under a steady ingest, and the disk must stay within its cap.
+const RETENTION_DURING_MERGES: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A handle to an open store. Clones share the same store.
 ///
 /// ```
@@ -1144,6 +1148,29 @@ impl Inner {
         Ok(())
     }
 
+    /// Retention over the segments published now, except those of `busy`
+    /// (a merge's inputs, which it cannot drop); adds the ids dropped to
+    /// `dropped`. Does nothing when no retention is set.
+    fn retain_except(&self, busy: &[u64], policy: &Policy, dropped: &mut Vec<u64>) -> Result<()> {
+        if policy.max_age_nanos.is_none() && policy.max_total_bytes.is_none() {
+            return Ok(());
+        }
+        let now: Vec<SegmentStat> = self
+            .sealed_snapshot()
+            .iter()
+            .map(|s| SegmentStat::of(s))
+            .collect();
+        let mut drops = compaction::plan(&now, policy, now_unix_nanos(), false).drops;
+        drops.retain(|id| !busy.contains(id));
+        if drops.is_empty() {
+            return Ok(());
+        }
+        let gone = self.replace(&drops, None);
+        self.delete_segments(&gone)?;
+        dropped.extend(drops);
+        Ok(())
+    }
+
     fn maintain_locked(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
         let (tombs, frozen) = {
             let w = self.writable()?;
@@ -1177,6 +1204,7 @@ impl Inner {
             ..MaintenanceReport::default()
         };
         self.drop_segments(&plan.drops, &mut report)?;
+        let policy = &policy;
         let opts = MergeOptions {
             block_bytes: self.opts.compaction_block_bytes,
             level: self.opts.compaction_level,
@@ -1187,15 +1215,7 @@ impl Inner {
         for group in plan.merges {
             // Merges can take long under a steady ingest: retention goes on
             // between them, and a group it dropped from is left alone.
-            if policy.max_age_nanos.is_some() || policy.max_total_bytes.is_some() {
-                let now: Vec<SegmentStat> = self
-                    .sealed_snapshot()
-                    .iter()
-                    .map(|s| SegmentStat::of(s))
-                    .collect();
-                let drops = compaction::plan(&now, &policy, now_unix_nanos(), false).drops;
-                self.drop_segments(&drops, &mut report)?;
-            }
+            self.retain_except(&[], policy, &mut report.dropped)?;
             let current = self.sealed_snapshot();
             let inputs: Vec<Arc<SealedSegment>> = current
                 .iter()
@@ -1214,7 +1234,16 @@ impl Inner {
             // any merge after a deletion this round did not plan for.
             let fresh =
                 group.iter().any(|id| erase.contains(id)) || !Arc::ptr_eq(&tombs, &now_tombs);
+            // And during them, every second, sparing the merge's inputs.
+            let last_retention = std::cell::Cell::new(std::time::Instant::now());
+            let retained = std::cell::RefCell::new(Vec::new());
             let closing = || {
+                if last_retention.get().elapsed() >= RETENTION_DURING_MERGES {
+                    last_retention.set(std::time::Instant::now());
+                    if let Err(e) = self.retain_except(&group, policy, &mut retained.borrow_mut()) {
+                        log::error!("spanlog: retention during a merge failed: {e}");
+                    }
+                }
                 *self
                     .maintenance_stop
                     .lock()
@@ -1225,6 +1254,7 @@ impl Inner {
             let merged = compaction::merge_erasing_in(
                 &self.fs, &self.dir, id, &inputs, &opts, &closing, &erased, fresh,
             );
+            report.dropped.append(&mut retained.borrow_mut());
             let (out, st) = match merged {
                 Ok((Some(out), st)) => (out, st),
                 Ok((None, st)) => {

@@ -11,7 +11,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -66,9 +65,8 @@ struct Full {
     segments: usize,
     disk_bytes: u64,
     lookups: Latencies,
-    /// Growth of the resident set while it ran, in bytes.
+    /// Peak anonymous resident memory of the compacting process, in bytes.
     rss_growth: u64,
-    written: u64,
 }
 
 struct Retention {
@@ -102,10 +100,7 @@ pub fn run(args: &Args, dir: &Path, out: &mut dyn Write) -> CliResult {
     );
     let copy = dir.join("full-compaction");
     copy_store(&off_dir, &copy)?;
-    let before_full = written_bytes();
-    let mut full = full_compaction(&copy)?;
-    full.written = written_bytes().saturating_sub(before_full);
-    f.full = Some(full);
+    f.full = Some(full_compaction(&copy)?);
     fresh(&copy)?;
 
     note(args, "ingest beside a merge");
@@ -251,14 +246,41 @@ fn lookups(store: &Store, ids: &[TraceId]) -> CliResult<Latencies> {
     Ok(Latencies::new(nanos))
 }
 
+/// Runs `spanlog compact` on `dir` in a child process, so that its memory
+/// is the merge's alone: the peak of its anonymous resident memory is
+/// sampled every 10 ms.
 fn full_compaction(dir: &Path) -> CliResult<Full> {
-    let store = Store::open(dir, options(false))?;
-    let baseline = rss_bytes().unwrap_or(0);
-    let peak = RssPeak::start();
-    let (r, nanos) = timed(|| store.compact());
-    let rss_growth = peak.stop().saturating_sub(baseline);
-    r?;
-    store.close()?;
+    let exe = std::env::current_exe().map_err(|e| io_error(Path::new("spanlog"), "locate", e))?;
+    let window = format!("{}s", WINDOW.as_secs());
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .arg("compact")
+        .arg(dir)
+        .args(["--window", &window])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| io_error(dir, "run spanlog compact on", e))?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(b) = rss_of(&status_file) {
+            peak = peak.max(b);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(io_error(dir, "wait for spanlog compact on", e)),
+        }
+    };
+    let nanos = started.elapsed().as_nanos() as u64;
+    if !status.success() {
+        return Err(CliError::failure(format!(
+            "spanlog compact {} failed: {status}",
+            dir.display()
+        )));
+    }
+    let rss_growth = peak;
     let traces = sample_traces(dir)?;
     let (segments, disk_bytes, lookups) = looked_up(dir, &traces)?;
     Ok(Full {
@@ -267,7 +289,6 @@ fn full_compaction(dir: &Path) -> CliResult<Full> {
         disk_bytes,
         lookups,
         rss_growth,
-        written: 0,
     })
 }
 
@@ -398,39 +419,14 @@ fn written_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// Resident memory of this process now (VmRSS), in bytes.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// Anonymous resident memory of a process (RssAnon of its status file:
+/// the heap and stacks, not the mapped segment files, whose pages belong
+/// to the page cache and are given back under memory pressure), in bytes.
+fn rss_of(status_file: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-/// Samples the resident memory every 10 ms until stopped; keeps the peak.
-struct RssPeak {
-    stop: std::sync::Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
-}
-
-impl RssPeak {
-    fn start() -> RssPeak {
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut peak = 0;
-            while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(rss_bytes().unwrap_or(0));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak.max(rss_bytes().unwrap_or(0))
-        });
-        RssPeak { stop, thread }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
-    }
 }
 
 fn per_span(bytes: u64, spans: u64) -> f64 {
@@ -493,7 +489,7 @@ fn print(out: &mut dyn Write, f: &Figures) -> CliResult {
     if let Some(full) = &f.full {
         writeln!(
             out,
-            "\nfull compaction (Store::compact) of a copy of the compaction-off store"
+            "\nfull compaction (spanlog compact, in a child process) of a copy of the compaction-off store"
         )?;
         line(out, "time", duration(full.nanos))?;
         line(out, "sealed segments", count(full.segments as u64))?;
@@ -510,13 +506,8 @@ fn print(out: &mut dyn Write, f: &Figures) -> CliResult {
         line(out, "get_trace, warm", latencies(&full.lookups))?;
         line(
             out,
-            "resident memory growth while merging",
+            "peak heap of the compacting process",
             bytes(full.rss_growth),
-        )?;
-        line(
-            out,
-            "bytes written / bytes kept",
-            format!("{:.2}", full.written as f64 / full.disk_bytes.max(1) as f64),
         )?;
     }
     if let Some((alone, beside)) = f.beside {
@@ -588,8 +579,7 @@ fn to_json(f: &Figures) -> Value {
             "disk_bytes": c.disk_bytes,
             "bytes_per_span": round(per_span(c.disk_bytes, f.spans), 1),
             "get_trace": lat(&c.lookups),
-            "rss_growth_bytes": c.rss_growth,
-            "bytes_written": c.written,
+            "peak_heap_bytes": c.rss_growth,
         })),
         "ingest_beside_merge": f.beside.map(|(a, b)| json!({"alone_spans_per_sec": round(a, 0), "beside_spans_per_sec": round(b, 0)})),
         "retention": f.retention.as_ref().map(|r| json!({
