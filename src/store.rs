@@ -1858,12 +1858,22 @@ fn recover_log(
 /// Opens without writing anything: sealed segments are mapped, logs are read
 /// into memory up to their last valid block. A writer may seal a log and
 /// delete it meanwhile; then the listing is taken again.
+/// Listings a read-only open tries before giving up on a directory whose
+/// files keep disappearing under it.
+const READ_ONLY_ATTEMPTS: usize = 100;
+
 fn open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
-    let mut attempt = 0;
+    // A writer beside it seals logs, merges and drops segments: a file
+    // listed may be gone when it is opened, and the listing is taken
+    // again. Sealed segments never change, so those already opened are
+    // kept, and a new attempt opens only what is new.
+    let mut opened = std::collections::HashMap::new();
+    let mut attempt = 1;
     loop {
-        match try_open_read_only(fs, dir) {
+        match try_open_read_only(fs, dir, &mut opened) {
             Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && attempt < 10 =>
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && attempt < READ_ONLY_ATTEMPTS =>
             {
                 attempt += 1
             }
@@ -1872,7 +1882,11 @@ fn open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
     }
 }
 
-fn try_open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
+fn try_open_read_only(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    opened: &mut std::collections::HashMap<PathBuf, Arc<SealedSegment>>,
+) -> Result<Opened> {
     let mut w = Writer::new(Mode::ReadOnly);
     // Before the listing: a tombstone is dropped only after the files that
     // held its trace were deleted, so these cover every file listed next.
@@ -1881,7 +1895,12 @@ fn try_open_read_only(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Opened> {
     let mut done = sealed_ids(&files);
     let mut sealed = Vec::new();
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Segment) {
-        sealed.push(Arc::new(SealedSegment::open_in(&**fs, path)?));
+        let seg = match opened.get(path) {
+            Some(seg) => seg.clone(),
+            None => Arc::new(SealedSegment::open_in(&**fs, path)?),
+        };
+        opened.insert(path.clone(), seg.clone());
+        sealed.push(seg);
     }
     // A log whose segment a merge superseded: the segment was sealed and
     // merged before the log was deleted, so the merged segment holds its
