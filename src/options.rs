@@ -53,7 +53,10 @@ pub struct Options {
     /// Segments of similar size in one window are merged once there are
     /// this many (at least 2).
     pub compaction_fan_in: usize,
-    /// Most bytes per second a merge writes; `None` for no limit.
+    /// Most bytes per second a merge writes; `None` for no limit. Merges
+    /// also give way to the sealer: while it writes a segment they wait
+    /// up to 20 ms after each block, so ingest keeps its speed on a small
+    /// machine and merges use the time between seals.
     pub compaction_rate_bytes_per_sec: Option<u64>,
     /// Approximate uncompressed size of a block of a merged segment. Merged
     /// data is sorted by trace and read mostly by trace id, so its blocks
