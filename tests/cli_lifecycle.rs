@@ -543,3 +543,49 @@ fn a_live_writer_keeps_compact_and_retain_out() {
     assert_eq!(segment_files(dir.path()).len(), 1);
     assert_verify_clean(dir.path());
 }
+
+/// `spanlog bench --lifecycle` on a small workload: every phase runs and
+/// reports what the stores show.
+#[test]
+fn bench_lifecycle_reports_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = spanlog(&[
+        "bench",
+        "--lifecycle",
+        "--spans",
+        "300000",
+        "--json",
+        "--dir",
+        arg(dir.path()),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let n = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("{p} in {v}"))
+    };
+    assert_eq!(n("/spans"), 300_000.0);
+    let off = n("/compaction_off/disk_bytes");
+    let full = n("/full_compaction/disk_bytes");
+    // Merged blocks are larger and more compressed than sealed ones.
+    assert!(full < off, "{full} !< {off}");
+    assert!(n("/full_compaction/sealed_segments") <= n("/compaction_off/sealed_segments"));
+    assert!(n("/compaction_on/sealed_segments") <= n("/compaction_off/sealed_segments"));
+    assert!(n("/compaction_on/bytes_written") > n("/compaction_off/bytes_written") * 0.5);
+    assert!(n("/full_compaction/peak_heap_bytes") > 0.0);
+    assert!(n("/full_compaction/get_trace/p50_us") > 0.0);
+    assert_eq!(n("/ingest_beside_merge/spans"), 150_000.0);
+    assert!(n("/ingest_beside_merge/beside_spans_per_sec") > 0.0);
+    let samples = v
+        .pointer("/retention/samples")
+        .and_then(Value::as_array)
+        .unwrap();
+    let cap = n("/retention/max_total_bytes");
+    let last = samples.last().unwrap();
+    // After the final apply_retention the sealed segments fit the cap.
+    assert!(
+        last["disk_bytes"].as_f64().unwrap() <= cap,
+        "{last} over {cap}"
+    );
+}

@@ -30,7 +30,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 const MAINTENANCE_EVERY: Duration = Duration::from_millis(500);
 /// Random lookups per pass.
 const LOOKUPS: usize = 10_000;
-/// Spans of the ingest timed with and without a merge running beside it.
+/// Spans of the ingest timed with and without a merge running beside it,
+/// at most: no more than half the run's spans, so that the full
+/// compaction of the run's store outlasts it.
 const BESIDE_SPANS: u64 = 1_000_000;
 /// Samples of the disk usage over the retention run.
 const RETENTION_SAMPLES: u64 = 10;
@@ -43,6 +45,7 @@ struct Figures {
     on: Option<Run>,
     full: Option<Full>,
     beside: Option<(f64, f64)>,
+    beside_spans: u64,
     retention: Option<Retention>,
 }
 
@@ -104,7 +107,8 @@ pub fn run(args: &Args, dir: &Path, out: &mut dyn Write) -> CliResult {
     fresh(&copy)?;
 
     note(args, "ingest beside a merge");
-    f.beside = Some(beside_a_merge(dir, &off_dir)?);
+    f.beside_spans = BESIDE_SPANS.min(args.spans / 2).max(1);
+    f.beside = Some(beside_a_merge(dir, &off_dir, f.beside_spans)?);
     note(args, "retention under a steady ingest");
     let cap = f.off.as_ref().map_or(0, |r| r.disk_bytes) / 4;
     f.retention = Some(retention(&dir.join("retention"), args.spans / 2, cap)?);
@@ -310,9 +314,9 @@ fn sample_traces(dir: &Path) -> CliResult<Vec<TraceId>> {
 
 /// Spans per second of a 1M-span ingest into a fresh store, alone, and
 /// into the store at `busy` while a full compaction of it runs.
-fn beside_a_merge(dir: &Path, busy: &Path) -> CliResult<(f64, f64)> {
+fn beside_a_merge(dir: &Path, busy: &Path, spans: u64) -> CliResult<(f64, f64)> {
     let gen = &mut workload::generator();
-    let batches = chunk(gen, BESIDE_SPANS);
+    let batches = chunk(gen, spans);
     let fresh_dir = dir.join("beside-alone");
     fresh(&fresh_dir)?;
     let alone = Store::open(&fresh_dir, options(false))?;
@@ -370,6 +374,9 @@ fn retention(dir: &Path, spans: u64, cap: u64) -> CliResult<Retention> {
         }
         Ok(())
     })?;
+    // The last table sealed, so that no log is left: the cap applies to
+    // sealed segments.
+    store.seal_active()?;
     store.apply_retention()?;
     let s = store.stats()?;
     samples.push((spans, dir_bytes(dir)?, s.sealed_segments));
@@ -511,7 +518,7 @@ fn print(out: &mut dyn Write, f: &Figures) -> CliResult {
         )?;
     }
     if let Some((alone, beside)) = f.beside {
-        writeln!(out, "\ningest of {} spans", count(BESIDE_SPANS))?;
+        writeln!(out, "\ningest of {} spans", count(f.beside_spans))?;
         line(out, "into a new store, alone", rate(alone))?;
         line(
             out,
@@ -581,7 +588,7 @@ fn to_json(f: &Figures) -> Value {
             "get_trace": lat(&c.lookups),
             "peak_heap_bytes": c.rss_growth,
         })),
-        "ingest_beside_merge": f.beside.map(|(a, b)| json!({"alone_spans_per_sec": round(a, 0), "beside_spans_per_sec": round(b, 0)})),
+        "ingest_beside_merge": f.beside.map(|(a, b)| json!({"spans": f.beside_spans, "alone_spans_per_sec": round(a, 0), "beside_spans_per_sec": round(b, 0)})),
         "retention": f.retention.as_ref().map(|r| json!({
             "max_total_bytes": r.cap,
             "samples": r.samples.iter().map(|(s, d, n)| json!({"spans": s, "disk_bytes": d, "sealed_segments": n})).collect::<Vec<_>>(),
