@@ -1137,14 +1137,15 @@ impl Inner {
         r
     }
 
-    /// Retention: takes `ids` out of the list and deletes them.
-    fn drop_segments(&self, ids: &[u64], report: &mut MaintenanceReport) -> Result<()> {
+    /// Retention: takes `ids` out of the list, deletes them, and adds
+    /// them to `dropped`.
+    fn drop_segments(&self, ids: &[u64], dropped: &mut Vec<u64>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let gone = self.replace(ids, None);
         self.delete_segments(&gone)?;
-        report.dropped.extend_from_slice(ids);
+        dropped.extend_from_slice(ids);
         Ok(())
     }
 
@@ -1162,13 +1163,7 @@ impl Inner {
             .collect();
         let mut drops = compaction::plan(&now, policy, now_unix_nanos(), false).drops;
         drops.retain(|id| !busy.contains(id));
-        if drops.is_empty() {
-            return Ok(());
-        }
-        let gone = self.replace(&drops, None);
-        self.delete_segments(&gone)?;
-        dropped.extend(drops);
-        Ok(())
+        self.drop_segments(&drops, dropped)
     }
 
     fn maintain_locked(&self, full: bool, merge: bool) -> Result<MaintenanceReport> {
@@ -1203,7 +1198,7 @@ impl Inner {
             bytes_before: stats.iter().map(|s| s.bytes).sum(),
             ..MaintenanceReport::default()
         };
-        self.drop_segments(&plan.drops, &mut report)?;
+        self.drop_segments(&plan.drops, &mut report.dropped)?;
         let policy = &policy;
         let opts = MergeOptions {
             block_bytes: self.opts.compaction_block_bytes,

@@ -22,89 +22,105 @@ use crate::span::{AnyValue, KeyValue, Resource, Scope, Span};
 /// apart.
 #[derive(Default)]
 pub struct TableBuilder {
-    resources: Vec<Arc<Resource>>,
-    scopes: Vec<Arc<Scope>>,
+    resources: Numbering<Resource>,
+    scopes: Numbering<Scope>,
+}
+
+/// Distinct values of one kind, numbered in order of first registration.
+struct Numbering<T> {
+    values: Vec<Arc<T>>,
     /// Number by allocation address. Each entry holds the allocation, so
     /// no address is reused by another value while it is known.
-    resource_at: FastMap<usize, (Arc<Resource>, u32)>,
-    scope_at: FastMap<usize, (Arc<Scope>, u32)>,
+    at: FastMap<usize, (Arc<T>, u32)>,
     /// Numbers by content hash.
-    resource_by_hash: FastMap<u64, Vec<u32>>,
-    scope_by_hash: FastMap<u64, Vec<u32>>,
+    by_hash: FastMap<u64, Vec<u32>>,
+    hash: fn(&T) -> u64,
+    same: fn(&T, &T) -> bool,
+}
+
+impl<T> Numbering<T> {
+    fn new(hash: fn(&T) -> u64, same: fn(&T, &T) -> bool) -> Self {
+        Numbering {
+            values: Vec::new(),
+            at: FastMap::default(),
+            by_hash: FastMap::default(),
+            hash,
+            same,
+        }
+    }
+
+    fn add(&mut self, v: &Arc<T>) {
+        if self.at.contains_key(&addr(v)) {
+            return;
+        }
+        let ids = self.by_hash.entry((self.hash)(v)).or_default();
+        let found = ids
+            .iter()
+            .copied()
+            .find(|i| (self.same)(&self.values[*i as usize], v));
+        let id = found.unwrap_or_else(|| {
+            let id = self.values.len() as u32;
+            ids.push(id);
+            self.values.push(v.clone());
+            id
+        });
+        self.at.insert(addr(v), (v.clone(), id));
+    }
+
+    fn id(&self, v: &T) -> Option<u32> {
+        self.at.get(&addr_of(v)).map(|e| e.1)
+    }
+
+    fn refs(&self) -> Vec<&T> {
+        self.values.iter().map(|v| &**v).collect()
+    }
+}
+
+impl Default for Numbering<Resource> {
+    fn default() -> Self {
+        Numbering::new(resource_hash, same_resource)
+    }
+}
+
+impl Default for Numbering<Scope> {
+    fn default() -> Self {
+        Numbering::new(scope_hash, same_scope)
+    }
 }
 
 impl TableBuilder {
     /// Registers the resource and scope of `s`.
     pub fn add(&mut self, s: &Span) {
-        if !self.resource_at.contains_key(&addr(&s.resource)) {
-            let id = self.resource_by_content(&s.resource);
-            self.resource_at
-                .insert(addr(&s.resource), (s.resource.clone(), id));
-        }
-        if !self.scope_at.contains_key(&addr(&s.scope)) {
-            let id = self.scope_by_content(&s.scope);
-            self.scope_at.insert(addr(&s.scope), (s.scope.clone(), id));
-        }
-    }
-
-    fn resource_by_content(&mut self, r: &Arc<Resource>) -> u32 {
-        let h = resource_hash(r);
-        let ids = self.resource_by_hash.entry(h).or_default();
-        if let Some(id) = ids
-            .iter()
-            .find(|i| same_resource(&self.resources[**i as usize], r))
-        {
-            return *id;
-        }
-        let id = self.resources.len() as u32;
-        ids.push(id);
-        self.resources.push(r.clone());
-        id
-    }
-
-    fn scope_by_content(&mut self, s: &Arc<Scope>) -> u32 {
-        let h = scope_hash(s);
-        let ids = self.scope_by_hash.entry(h).or_default();
-        if let Some(id) = ids
-            .iter()
-            .find(|i| same_scope(&self.scopes[**i as usize], s))
-        {
-            return *id;
-        }
-        let id = self.scopes.len() as u32;
-        ids.push(id);
-        self.scopes.push(s.clone());
-        id
+        self.resources.add(&s.resource);
+        self.scopes.add(&s.scope);
     }
 
     /// The number of a registered resource, found by its address.
     pub fn resource_id(&self, r: &Resource) -> Option<u32> {
-        self.resource_at.get(&addr_of(r)).map(|e| e.1)
+        self.resources.id(r)
     }
 
     /// The number of a registered scope, found by its address.
     pub fn scope_id(&self, s: &Scope) -> Option<u32> {
-        self.scope_at.get(&addr_of(s)).map(|e| e.1)
+        self.scopes.id(s)
     }
 
     /// Lets go of the allocations registered so far (their numbers stay):
     /// a merge that decodes its inputs block by block calls this between
     /// blocks, so that it holds only the distinct contents.
     pub fn forget_addresses(&mut self) {
-        self.resource_at.clear();
-        self.scope_at.clear();
+        self.resources.at.clear();
+        self.scopes.at.clear();
     }
 
     /// Number of distinct resources and scopes.
     pub fn len(&self) -> (usize, usize) {
-        (self.resources.len(), self.scopes.len())
+        (self.resources.values.len(), self.scopes.values.len())
     }
 
     /// The TABLES section: the resources and scopes in number order.
     pub fn encode(&self) -> Vec<u8> {
-        let r: Vec<&Resource> = self.resources.iter().map(|r| &**r).collect();
-        let s: Vec<&Scope> = self.scopes.iter().map(|s| &**s).collect();
-        crate::block::encode_tables_section(&r, &s)
+        crate::block::encode_tables_section(&self.resources.refs(), &self.scopes.refs())
     }
 }
 
