@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::block::{compress_block, encode_raw_block, INTERN_MAX_LEN};
+use crate::dict::merge_dict_bytes;
 use crate::error::{Error, Result};
 use crate::fs::{self, sync_dir, FileSystem};
 use crate::segment::{ActiveSegment, BlockSource, SealedSegment};
@@ -439,16 +440,19 @@ fn fill(
 ) -> Result<Filled> {
     let path = seg.path.clone();
     let io = |e| Error::io(path.as_path(), "encode merged block", e);
-    // The dictionary of the largest input serves the output: the inputs'
-    // data is alike, and training again would cost more than it saves.
-    let dict = if fresh_dict {
-        train_without(inputs, erased)?
+    // The dictionary of the largest input serves the output, unless the
+    // output is large enough to pay for a larger dictionary than it has:
+    // the inputs' data is alike, and a dictionary of the same size trained
+    // again would cost more than it saves.
+    let reused = inputs
+        .iter()
+        .max_by_key(|s| s.blocks.len())
+        .and_then(|s| s.dict_bytes());
+    let want = merge_dict_bytes(inputs.iter().map(|s| s.file_len()).sum());
+    let dict = if fresh_dict || reused.is_none_or(|d| d.len() < want) {
+        train_without(inputs, erased, want)?
     } else {
-        inputs
-            .iter()
-            .max_by_key(|s| s.blocks.len())
-            .and_then(|s| s.dict_bytes())
-            .map(<[u8]>::to_vec)
+        reused.map(<[u8]>::to_vec)
     };
     let mut compressor = match &dict {
         Some(d) => zstd::bulk::Compressor::with_dictionary(opts.level, d),
@@ -543,15 +547,17 @@ fn fill(
     Ok(Filled::Done(stats))
 }
 
-/// Blocks sampled to train a merge's own dictionary, as for a sealed
-/// segment (format-spec 7.6 step 4).
-const DICT_SAMPLES: usize = 64;
+/// Blocks sampled to train a merge's own dictionary: more than for a
+/// sealed segment (format-spec 7.6 step 4), as the dictionary is larger
+/// and the inputs' blocks are smaller than the merge's.
+const DICT_SAMPLES: usize = 512;
 
-/// A dictionary trained on up to 64 blocks spread evenly over the inputs,
-/// their erased spans left out.
+/// A dictionary of at most `max_bytes` trained on up to 512 blocks spread
+/// evenly over the inputs, their erased spans left out.
 fn train_without(
     inputs: &[Arc<SealedSegment>],
     erased: &dyn Fn(&Span, u64) -> bool,
+    max_bytes: usize,
 ) -> Result<Option<Vec<u8>>> {
     let blocks: Vec<(&Arc<SealedSegment>, &crate::segment::BlockMeta)> = inputs
         .iter()
@@ -571,7 +577,7 @@ fn train_without(
             bodies.push(raw.raw);
         }
     }
-    Ok(crate::dict::train(&bodies))
+    Ok(crate::dict::train(&bodies, max_bytes))
 }
 
 /// Encodes and appends a block referring to the output's `shared` tables.

@@ -9,21 +9,36 @@
 use std::io;
 use std::sync::Mutex;
 
-/// Largest dictionary written, in bytes.
+/// Largest dictionary the sealer writes, in bytes.
 pub const DICT_MAX_BYTES: usize = 64 << 10;
+
+/// Largest dictionary a merge writes. A merged segment holds a whole time
+/// window, so a larger dictionary pays for itself several times over: at
+/// 192 KiB it takes about 2 bytes per span less than at 64 KiB on
+/// generated data, for 0.4 bytes per span of its own.
+pub const MERGE_DICT_MAX_BYTES: usize = 192 << 10;
+
+/// The dictionary size worth training for a merge of `input_bytes`: about
+/// 1/64 of the data, between the sealer's size and [`MERGE_DICT_MAX_BYTES`],
+/// so a small merge does not carry a dictionary larger than its gain.
+pub fn merge_dict_bytes(input_bytes: u64) -> usize {
+    let share = usize::try_from(input_bytes / 64).unwrap_or(usize::MAX);
+    share.clamp(DICT_MAX_BYTES, MERGE_DICT_MAX_BYTES)
+}
 
 /// Fewer sample bytes than this and training is not worth it (zstd refuses
 /// to train on very little data anyway).
 const MIN_SAMPLE_BYTES: usize = 128 << 10;
 
-/// Trains a dictionary on sample block bodies; `None` when the samples are
-/// too few or training fails, in which case blocks are compressed without.
-pub fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
+/// Trains a dictionary of at most `max_bytes` on sample block bodies;
+/// `None` when the samples are too few or training fails, in which case
+/// blocks are compressed without.
+pub fn train(samples: &[Vec<u8>], max_bytes: usize) -> Option<Vec<u8>> {
     let total: usize = samples.iter().map(Vec::len).sum();
     if total < MIN_SAMPLE_BYTES || samples.len() < 8 {
         return None;
     }
-    zstd::dict::from_samples(samples, DICT_MAX_BYTES).ok()
+    zstd::dict::from_samples(samples, max_bytes).ok()
 }
 
 /// A segment's dictionary, with decompression contexts that have it loaded.
@@ -56,5 +71,18 @@ impl BlockDict {
         let r = d.decompress_to_buffer(body, out);
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(d);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_dictionaries_grow_with_the_merge_within_bounds() {
+        assert_eq!(merge_dict_bytes(0), DICT_MAX_BYTES);
+        assert_eq!(merge_dict_bytes(1 << 20), DICT_MAX_BYTES);
+        assert_eq!(merge_dict_bytes(8 << 20), 128 << 10);
+        assert_eq!(merge_dict_bytes(1 << 40), MERGE_DICT_MAX_BYTES);
     }
 }

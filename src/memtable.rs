@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::attrs::{ItemContext, KeySet};
 use crate::block::{compress_block, encode_raw_block, EncodedBlock, RawBlock};
-use crate::dict::train;
+use crate::dict::{train, DICT_MAX_BYTES};
 use crate::error::Result;
 use crate::fs::{self, FileSystem};
 use crate::hash::FastMap;
@@ -370,7 +370,7 @@ fn fill(
     }
     if retrain {
         let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
-        layout.dict = train(&bodies).map(|d| (d, 0));
+        layout.dict = train(&bodies, DICT_MAX_BYTES).map(|d| (d, 0));
     }
     let dict = layout.dict.as_mut().map(|(d, uses)| {
         *uses += 1;
