@@ -9,25 +9,48 @@
 //! end of its window and stop as soon as the result is complete.
 //!
 //! Sections (all little-endian; see format-spec.md):
-//! - DIGESTS: one [`DIGEST_LEN`]-byte record per trace-index entry, in the
-//!   same order;
+//! - DIGESTS: one record per trace-index entry, in the same order;
 //! - SERVICES: the service names with their range of service rows;
-//! - SERVICE_ROWS: [`ROW_LEN`]-byte rows (min start, max start, trace
-//!   ordinal), grouped by service, sorted by min start within a service;
-//! - TRACE_SERVICES: u32 service ids, a run per digest.
+//! - SERVICE_ROWS: rows (min start, max start, trace ordinal), grouped by
+//!   service, sorted by min start within a service;
+//! - TRACE_SERVICES: service ids, a run per digest.
+//!
+//! From format version 6 on, DIGESTS and SERVICE_ROWS records are packed
+//! ([`Packing`]): times are stored as offsets from a base, and every number
+//! in as few bytes as the section's largest needs. Before, their fields had
+//! fixed widths ([`DIGEST_LEN`], [`ROW_LEN`]), and service ids were u32.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-use crate::codec::{put_bytes, put_u32, put_u64, put_varint, Cursor, DecodeResult};
+use crate::codec::{put_bytes, put_u64, put_varint, Cursor, DecodeResult};
 use crate::hash::FastMap;
 use crate::span::{Span, SpanId, SpanKind, StatusCode, TraceId};
 
-/// Bytes of one digest record.
+/// Bytes of one digest record before format version 6.
 pub const DIGEST_LEN: usize = 56;
-/// Bytes of one service row.
+/// Bytes of one service row before format version 6.
 pub const ROW_LEN: usize = 20;
+/// The first format version whose DIGESTS, SERVICE_ROWS and TRACE_SERVICES
+/// are packed.
+pub const PACKED_VERSION: u32 = 6;
+
+/// Digest fields, in record order: three times, the root span id (8 bytes
+/// as they are), then five u32 numbers.
+const D_START: usize = 0;
+const D_END: usize = 1;
+const D_ROOT_START: usize = 2;
+const D_ROOT_SPAN: usize = 3;
+const D_SPANS: usize = 4;
+const D_ROOT_OP: usize = 5;
+const D_FLAGS: usize = 6;
+const D_SERVICES_AT: usize = 7;
+const D_SERVICES_LEN: usize = 8;
+/// Service row fields, in record order: two times and a u32.
+const R_MIN: usize = 0;
+const R_MAX: usize = 1;
+const R_TRACE: usize = 2;
 
 /// Digest flag: some span of the trace has status `Error`.
 pub const FLAG_ERROR: u32 = 1;
@@ -151,9 +174,10 @@ impl DigestBuilder {
         self.parts.is_empty()
     }
 
-    /// Encodes DIGESTS, SERVICES, SERVICE_ROWS and TRACE_SERVICES. Digests
-    /// follow the trace index's order (ascending trace id); `root_op` gives
-    /// the catalog id of a (service, name, kind) triple.
+    /// Encodes DIGESTS, SERVICES, SERVICE_ROWS and TRACE_SERVICES, packed
+    /// (format version 6). Digests follow the trace index's order
+    /// (ascending trace id); `root_op` gives the catalog id of a (service,
+    /// name, kind) triple.
     pub fn encode(&self, mut root_op: impl FnMut(&str, &str, SpanKind) -> u32) -> [Vec<u8>; 4] {
         let mut parts: Vec<&TracePart> = self.parts.values().collect();
         parts.sort_unstable_by_key(|p| p.trace);
@@ -167,48 +191,259 @@ impl DigestBuilder {
             .map(|(i, n)| (*n, i as u32))
             .collect();
         let mut rows: Vec<Vec<(u64, u64, u32)>> = vec![Vec::new(); names.len()];
-        let mut digests = Vec::with_capacity(parts.len() * DIGEST_LEN);
+        let mut digests = Vec::with_capacity(parts.len());
         let mut trace_services = Vec::new();
         for (ordinal, p) in parts.iter().enumerate() {
-            put_u64(&mut digests, p.start);
-            put_u64(&mut digests, p.end);
-            put_u64(&mut digests, p.root_key.1);
-            digests.extend_from_slice(&p.root_key.2 .0);
-            put_u32(&mut digests, p.spans.min(u64::from(u32::MAX)) as u32);
-            put_u32(
-                &mut digests,
-                root_op(&p.root_service, &p.root_name, p.root_kind),
-            );
             let flags =
                 if p.error { FLAG_ERROR } else { 0 } | if p.root_key.0 { 0 } else { FLAG_ROOT };
-            put_u32(&mut digests, flags);
-            put_u32(&mut digests, (trace_services.len() / 4) as u32);
-            put_u32(&mut digests, p.services.len() as u32);
-            put_u32(&mut digests, 0);
+            digests.push(Digest {
+                start: p.start,
+                end: p.end,
+                root_start: p.root_key.1,
+                root_span: p.root_key.2,
+                spans: p.spans.min(u64::from(u32::MAX)) as u32,
+                root_op: root_op(&p.root_service, &p.root_name, p.root_kind),
+                flags,
+                services_at: trace_services.len() as u32,
+                services_len: p.services.len() as u32,
+            });
             for (svc, (lo, hi)) in &p.services {
                 let id = ids[svc.as_str()];
-                put_u32(&mut trace_services, id);
+                trace_services.push(id);
                 rows[id as usize].push((*lo, *hi, ordinal as u32));
             }
         }
         let mut services = Vec::new();
-        let mut row_bytes = Vec::new();
+        let mut all_rows = Vec::new();
         let mut max_width = 0u64;
         put_varint(&mut services, names.len() as u64);
         for (name, mut r) in names.iter().zip(rows) {
             r.sort_unstable();
             put_bytes(&mut services, name.as_bytes());
-            put_varint(&mut services, (row_bytes.len() / ROW_LEN) as u64);
+            put_varint(&mut services, all_rows.len() as u64);
             put_varint(&mut services, r.len() as u64);
             for (lo, hi, t) in r {
                 max_width = max_width.max(hi - lo);
-                put_u64(&mut row_bytes, lo);
-                put_u64(&mut row_bytes, hi);
-                put_u32(&mut row_bytes, t);
+                all_rows.push([lo, hi, u64::from(t)]);
             }
         }
         put_varint(&mut services, max_width);
-        [digests, services, row_bytes, trace_services]
+        let digest_fields: Vec<[u64; 9]> = digests.iter().map(Digest::fields).collect();
+        let id_width = id_width(names.len());
+        let mut ids_bytes = Vec::with_capacity(trace_services.len() * id_width);
+        for id in trace_services {
+            put_uint(&mut ids_bytes, u64::from(id), id_width);
+        }
+        [
+            pack(
+                &digest_fields,
+                &[D_START, D_END, D_ROOT_START],
+                &[D_ROOT_SPAN],
+            ),
+            services,
+            pack(&all_rows, &[R_MIN, R_MAX], &[]),
+            ids_bytes,
+        ]
+    }
+}
+
+/// Bytes a service id takes in a packed TRACE_SERVICES section of a file
+/// with `services` services: as few as the largest id needs, at least one.
+pub fn id_width(services: usize) -> usize {
+    width_of(services.saturating_sub(1) as u64)
+}
+
+/// Bytes `v` needs, at least one.
+fn width_of(v: u64) -> usize {
+    (8 - v.leading_zeros() as usize / 8).max(1)
+}
+
+/// Appends the `w` low bytes of `v`, little-endian.
+fn put_uint(out: &mut Vec<u8>, v: u64, w: usize) {
+    out.extend_from_slice(&v.to_le_bytes()[..w]);
+}
+
+/// Reads a service id of TRACE_SERVICES, as many bytes as `b` holds.
+pub fn read_id(b: &[u8]) -> u64 {
+    read_uint(b, b.len())
+}
+
+/// Reads a `w`-byte little-endian number.
+fn read_uint(b: &[u8], w: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a[..w].copy_from_slice(&b[..w]);
+    u64::from_le_bytes(a)
+}
+
+/// Encodes records as a packed section: the base (the least of the `times`
+/// fields of every record), then each field's width except those of the
+/// `raw` fields (8 bytes stored as they are), then the records.
+fn pack<const F: usize>(records: &[[u64; F]], times: &[usize], raw: &[usize]) -> Vec<u8> {
+    let base = records
+        .iter()
+        .flat_map(|r| times.iter().map(|f| r[*f]))
+        .min()
+        .unwrap_or(0);
+    let stored = |r: &[u64; F], f: usize| {
+        if times.contains(&f) {
+            r[f] - base
+        } else {
+            r[f]
+        }
+    };
+    let widths: Vec<usize> = (0..F)
+        .map(|f| match raw.contains(&f) {
+            true => 8,
+            false => width_of(records.iter().map(|r| stored(r, f)).max().unwrap_or(0)),
+        })
+        .collect();
+    let len: usize = widths.iter().sum();
+    let mut out = Vec::with_capacity(8 + F + records.len() * len);
+    put_u64(&mut out, base);
+    for f in (0..F).filter(|f| !raw.contains(f)) {
+        out.push(widths[f] as u8);
+    }
+    for r in records {
+        for f in 0..F {
+            match raw.contains(&f) {
+                true => out.extend_from_slice(&r[f].to_be_bytes()),
+                false => put_uint(&mut out, stored(r, f), widths[f]),
+            }
+        }
+    }
+    out
+}
+
+/// Where the fields of the records of a DIGESTS or SERVICE_ROWS section lie
+/// (format-spec 6.4.8, 6.4.10), and what base their times are stored from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packing<const F: usize> {
+    base: u64,
+    /// Offset in a record and width of each field.
+    at: [usize; F],
+    width: [usize; F],
+    /// Whether a field is a time, stored minus `base`.
+    time: [bool; F],
+    /// Bytes of a record.
+    pub len: usize,
+    /// Bytes of the section before the first record.
+    pub header: usize,
+}
+
+impl<const F: usize> Default for Packing<F> {
+    fn default() -> Self {
+        Packing {
+            base: 0,
+            at: [0; F],
+            width: [0; F],
+            time: [false; F],
+            len: 0,
+            header: 0,
+        }
+    }
+}
+
+/// The packing of a DIGESTS section.
+pub type DigestPacking = Packing<9>;
+/// The packing of a SERVICE_ROWS section.
+pub type RowPacking = Packing<3>;
+
+impl<const F: usize> Packing<F> {
+    /// Fixed widths, no base, and `pad` reserved bytes at the end of each
+    /// record: the layout before format version 6.
+    fn fixed(width: [usize; F], times: &[usize], pad: usize) -> Self {
+        let mut p = Packing {
+            width,
+            ..Packing::default()
+        };
+        p.place(times, pad);
+        p
+    }
+
+    fn place(&mut self, times: &[usize], pad: usize) {
+        let mut at = 0;
+        for f in 0..F {
+            self.at[f] = at;
+            at += self.width[f];
+            self.time[f] = times.contains(&f);
+        }
+        self.len = at + pad;
+    }
+
+    /// Reads a packed header: the base, then the width of each field not
+    /// in `raw`; a time may take 1 to 8 bytes, any other number 1 to 4.
+    fn packed(section: &[u8], times: &[usize], raw: &[usize]) -> Result<Self, String> {
+        let named = F - raw.len();
+        let head = section
+            .get(..8 + named)
+            .ok_or("section too short for its header")?;
+        let mut p = Packing {
+            base: LE::read_u64(head),
+            header: 8 + named,
+            ..Packing::default()
+        };
+        let mut given = head[8..].iter();
+        for f in 0..F {
+            p.width[f] = match raw.contains(&f) {
+                true => 8,
+                false => usize::from(*given.next().ok_or("header too short")?),
+            };
+            let most = if times.contains(&f) || raw.contains(&f) {
+                8
+            } else {
+                4
+            };
+            if p.width[f] == 0 || p.width[f] > most {
+                return Err(format!("field {f} is {} bytes wide", p.width[f]));
+            }
+        }
+        p.place(times, 0);
+        Ok(p)
+    }
+
+    /// The number of records of `section`, if it holds a whole number.
+    pub fn count(&self, section: &[u8]) -> Option<usize> {
+        let body = section.len().checked_sub(self.header)?;
+        (self.len > 0 && body.is_multiple_of(self.len)).then(|| body / self.len)
+    }
+
+    /// Record `i` of `section`.
+    fn record<'a>(&self, section: &'a [u8], i: usize) -> Option<&'a [u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let at = i.checked_mul(self.len)?.checked_add(self.header)?;
+        section.get(at..at.checked_add(self.len)?)
+    }
+
+    /// Number field `f` of a record; `None` when a time overflows.
+    fn get(&self, rec: &[u8], f: usize) -> Option<u64> {
+        let v = read_uint(&rec[self.at[f]..], self.width[f]);
+        match self.time[f] {
+            true => v.checked_add(self.base),
+            false => Some(v),
+        }
+    }
+}
+
+impl DigestPacking {
+    /// The packing of the DIGESTS section of a file of format `version`.
+    pub fn digests(version: u32, section: &[u8]) -> Result<Self, String> {
+        let times = [D_START, D_END, D_ROOT_START];
+        match version >= PACKED_VERSION {
+            true => Packing::packed(section, &times, &[D_ROOT_SPAN]),
+            false => Ok(Packing::fixed([8, 8, 8, 8, 4, 4, 4, 4, 4], &times, 4)),
+        }
+    }
+}
+
+impl RowPacking {
+    /// The packing of the SERVICE_ROWS section of a file of format `version`.
+    pub fn rows(version: u32, section: &[u8]) -> Result<Self, String> {
+        match version >= PACKED_VERSION {
+            true => Packing::packed(section, &[R_MIN, R_MAX], &[]),
+            false => Ok(Packing::fixed([8, 8, 4], &[R_MIN, R_MAX], 0)),
+        }
     }
 }
 
@@ -224,6 +459,24 @@ pub struct Digest {
     pub flags: u32,
     pub services_at: u32,
     pub services_len: u32,
+}
+
+impl Digest {
+    /// The record's fields in order, the root span id as a big-endian
+    /// number so that it is stored as its 8 bytes.
+    fn fields(&self) -> [u64; 9] {
+        [
+            self.start,
+            self.end,
+            self.root_start,
+            u64::from_be_bytes(self.root_span.0),
+            u64::from(self.spans),
+            u64::from(self.root_op),
+            u64::from(self.flags),
+            u64::from(self.services_at),
+            u64::from(self.services_len),
+        ]
+    }
 }
 
 /// One service row, decoded.
@@ -280,29 +533,32 @@ impl Services {
     }
 }
 
-/// Reads digest `i` from the DIGESTS section (the caller checked its size).
-pub fn digest_at(section: &[u8], i: usize) -> Option<Digest> {
-    let b = section.get(i * DIGEST_LEN..(i + 1) * DIGEST_LEN)?;
+/// Reads digest `i` of a DIGESTS section laid out as `p` says; `None`
+/// when out of range or a time overflows.
+pub fn digest_at(section: &[u8], p: &DigestPacking, i: usize) -> Option<Digest> {
+    let b = p.record(section, i)?;
+    let at = p.at[D_ROOT_SPAN];
+    let small = |f| p.get(b, f).and_then(|v| u32::try_from(v).ok());
     Some(Digest {
-        start: LE::read_u64(b),
-        end: LE::read_u64(&b[8..]),
-        root_start: LE::read_u64(&b[16..]),
-        root_span: SpanId(b[24..32].try_into().ok()?),
-        spans: LE::read_u32(&b[32..]),
-        root_op: LE::read_u32(&b[36..]),
-        flags: LE::read_u32(&b[40..]),
-        services_at: LE::read_u32(&b[44..]),
-        services_len: LE::read_u32(&b[48..]),
+        start: p.get(b, D_START)?,
+        end: p.get(b, D_END)?,
+        root_start: p.get(b, D_ROOT_START)?,
+        root_span: SpanId(b[at..at + 8].try_into().ok()?),
+        spans: small(D_SPANS)?,
+        root_op: small(D_ROOT_OP)?,
+        flags: small(D_FLAGS)?,
+        services_at: small(D_SERVICES_AT)?,
+        services_len: small(D_SERVICES_LEN)?,
     })
 }
 
-/// Reads row `i` from the SERVICE_ROWS section.
-pub fn row_at(section: &[u8], i: usize) -> Option<Row> {
-    let b = section.get(i * ROW_LEN..(i + 1) * ROW_LEN)?;
+/// Reads row `i` of a SERVICE_ROWS section laid out as `p` says.
+pub fn row_at(section: &[u8], p: &RowPacking, i: usize) -> Option<Row> {
+    let b = p.record(section, i)?;
     Some(Row {
-        min_start: LE::read_u64(b),
-        max_start: LE::read_u64(&b[8..]),
-        trace: LE::read_u32(&b[16..]),
+        min_start: p.get(b, R_MIN)?,
+        max_start: p.get(b, R_MAX)?,
+        trace: u32::try_from(p.get(b, R_TRACE)?).ok()?,
     })
 }
 
@@ -358,21 +614,68 @@ mod tests {
             b.add(&p);
         }
         let [digests, services, rows, ts] = b.encode(|_, name, _| name.len() as u32);
-        assert_eq!(digests.len(), 2 * DIGEST_LEN);
-        let s = Services::decode(&services, rows.len() / ROW_LEN).unwrap();
+        let dp = DigestPacking::digests(PACKED_VERSION, &digests).unwrap();
+        assert_eq!(dp.count(&digests), Some(2));
+        // Base 10, the times (at most 100) in one byte each.
+        assert_eq!((dp.header, dp.len), (16, 3 + 8 + 5));
+        let rp = RowPacking::rows(PACKED_VERSION, &rows).unwrap();
+        assert_eq!((rp.header, rp.len, rp.count(&rows)), (11, 3, Some(3)));
+        let s = Services::decode(&services, 3).unwrap();
         assert_eq!(s.names, vec!["a", "b"]);
         assert_eq!(s.rows, vec![(0, 1), (1, 2)]);
         assert_eq!(s.max_width, 0);
-        let r: Vec<Row> = (0..3).map(|i| row_at(&rows, i).unwrap()).collect();
+        let r: Vec<Row> = (0..3).map(|i| row_at(&rows, &rp, i).unwrap()).collect();
         assert_eq!((r[1].min_start, r[1].trace), (30, 0));
         assert_eq!((r[2].min_start, r[2].trace), (100, 1));
-        let d = digest_at(&digests, 0).unwrap();
+        assert_eq!(row_at(&rows, &rp, 3), None);
+        let d = digest_at(&digests, &dp, 0).unwrap();
         assert_eq!((d.start, d.end, d.spans, d.flags), (10, 40, 2, 0));
         assert_eq!((d.services_at, d.services_len), (0, 2));
-        let d1 = digest_at(&digests, 1).unwrap();
-        assert_eq!(d1.flags, FLAG_ROOT);
-        assert_eq!(ts.len(), 12);
+        assert_eq!(d.root_span, SpanId([1; 8]));
+        let d1 = digest_at(&digests, &dp, 1).unwrap();
+        assert_eq!(
+            (d1.flags, d1.root_span, d1.end),
+            (FLAG_ROOT, SpanId([1; 8]), 110)
+        );
+        assert_eq!(ts, vec![0, 1, 1]);
+        assert_eq!(id_width(2), 1);
         assert!(Services::decode(&services, 4).is_err());
         assert!(Services::decode(&services[..services.len() - 1], 3).is_err());
+    }
+
+    #[test]
+    fn packed_numbers_take_the_bytes_they_need() {
+        let records = [[5u64, u64::MAX, 300], [1 << 40, 7, 0]];
+        let bytes = pack(&records, &[0, 1], &[]);
+        let p = Packing::<3>::packed(&bytes, &[0, 1], &[]).unwrap();
+        assert_eq!(p.width, [5, 8, 2]);
+        assert_eq!(p.count(&bytes), Some(2));
+        for (i, r) in records.iter().enumerate() {
+            let rec = p.record(&bytes, i).unwrap();
+            let got: Vec<u64> = (0..3).map(|f| p.get(rec, f).unwrap()).collect();
+            assert_eq!(got, r.to_vec());
+        }
+        assert_eq!(id_width(256), 1);
+        assert_eq!(id_width(257), 2);
+    }
+
+    #[test]
+    fn bad_packings_are_refused() {
+        let mut bytes = pack(&[[1u64, 2, 3]], &[0, 1], &[]);
+        assert!(RowPacking::rows(PACKED_VERSION, &bytes[..10]).is_err());
+        bytes[10] = 5; // a trace ordinal wider than a u32
+        assert!(RowPacking::rows(PACKED_VERSION, &bytes).is_err());
+        bytes[10] = 0;
+        assert!(RowPacking::rows(PACKED_VERSION, &bytes).is_err());
+        // A base that makes a time overflow reads as nothing.
+        let mut bytes = pack(&[[1u64, 2, 3]], &[0, 1], &[]);
+        bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let p = RowPacking::rows(PACKED_VERSION, &bytes).unwrap();
+        assert_eq!(row_at(&bytes, &p, 0), None);
+        // Before version 6 the layout is fixed, whatever the bytes.
+        let old = RowPacking::rows(5, &[]).unwrap();
+        assert_eq!((old.header, old.len), (0, ROW_LEN));
+        assert_eq!(DigestPacking::digests(5, &[]).unwrap().len, DIGEST_LEN);
+        assert_eq!(Packing::<3>::default().count(&[]), None);
     }
 }

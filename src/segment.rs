@@ -19,7 +19,7 @@ use crate::block::{
 };
 use crate::codec::{put_u32, put_u64, DecodeError};
 use crate::dict::BlockDict;
-use crate::digest::{self, Digest, DigestBuilder, Row, Services, DIGEST_LEN, ROW_LEN};
+use crate::digest::{self, Digest, DigestBuilder, DigestPacking, Row, RowPacking, Services};
 use crate::error::{Error, Result};
 use crate::fs::{self, now_unix_nanos, sync_dir, FileHandle, FileMap, FileSystem, OpenMode};
 use crate::index::{BloomView, Catalog, CatalogBuilder, TraceIndexBuilder, TraceIndexView};
@@ -30,7 +30,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SPLGSEGM";
 /// Last eight bytes of every sealed segment file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"SPLGSEAL";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 // File header fields.
 const H_MAGIC: usize = 0;
@@ -963,6 +963,10 @@ pub struct SealedSegment {
     pub catalog: Catalog,
     /// The search index's services; `None` before format version 3.
     pub services: Option<Services>,
+    /// How the search index's records are laid out (format version 3 on).
+    packing: (DigestPacking, RowPacking),
+    /// Bytes of a service id in TRACE_SERVICES.
+    id_width: usize,
     /// Where each block's attribute filter lies in the file; empty before
     /// format version 3.
     attr_filters: Vec<(usize, usize)>,
@@ -1013,6 +1017,8 @@ impl SealedSegment {
             blocks: Vec::new(),
             catalog: Catalog::default(),
             services: None,
+            packing: Default::default(),
+            id_width: 4,
             attr_filters: Vec::new(),
             supersedes: Vec::new(),
             map,
@@ -1139,7 +1145,7 @@ impl SealedSegment {
         let traces = index.len();
         self.catalog = cat;
         if self.sections.len() > 7 {
-            self.services = Some(self.check_search_index(traces)?);
+            self.check_search_index(traces)?;
             let (at, _) = self.sections[11];
             let filters = crate::attrs::decode_section(self.section(11), self.blocks.len())
                 .map_err(|e| Error::corrupt(&self.path, (at + e.offset) as u64, e.detail))?;
@@ -1151,7 +1157,7 @@ impl SealedSegment {
         Ok(())
     }
 
-    fn check_search_index(&self, traces: usize) -> Result<Services> {
+    fn check_search_index(&mut self, traces: usize) -> Result<()> {
         let corrupt = |i: usize, detail: String| {
             Err(Error::corrupt(
                 &self.path,
@@ -1159,16 +1165,32 @@ impl SealedSegment {
                 detail,
             ))
         };
-        if self.section(7).len() != traces * DIGEST_LEN {
-            return corrupt(7, format!("digests section is not {traces} digests"));
-        }
-        let rows = self.section(9).len();
-        if !rows.is_multiple_of(ROW_LEN) || !self.section(10).len().is_multiple_of(4) {
-            return corrupt(9, "service rows or trace services have a wrong size".into());
-        }
-        Services::decode(self.section(8), rows / ROW_LEN).map_err(|e| {
+        let version = self.header.version;
+        let digests = match DigestPacking::digests(version, self.section(7)) {
+            Ok(p) if p.count(self.section(7)) == Some(traces) => p,
+            Ok(_) => return corrupt(7, format!("digests section is not {traces} digests")),
+            Err(e) => return corrupt(7, format!("digests section: {e}")),
+        };
+        let (rows, row_count) = match RowPacking::rows(version, self.section(9)) {
+            Ok(p) => match p.count(self.section(9)) {
+                Some(n) => (p, n),
+                None => return corrupt(9, "service rows have a wrong size".into()),
+            },
+            Err(e) => return corrupt(9, format!("service rows section: {e}")),
+        };
+        let services = Services::decode(self.section(8), row_count).map_err(|e| {
             Error::corrupt(&self.path, (self.sections[8].0 + e.offset) as u64, e.detail)
-        })
+        })?;
+        self.id_width = match version >= digest::PACKED_VERSION {
+            true => digest::id_width(services.names.len()),
+            false => 4,
+        };
+        if !self.section(10).len().is_multiple_of(self.id_width) {
+            return corrupt(10, "trace services section has a wrong size".into());
+        }
+        self.packing = (digests, rows);
+        self.services = Some(services);
+        Ok(())
     }
 
     fn decode_supersedes(&self) -> Result<Vec<u64>> {
@@ -1224,7 +1246,7 @@ impl SealedSegment {
 
     /// The digest of the trace at position `i` of the trace index.
     pub fn digest(&self, i: usize) -> Result<Digest> {
-        digest::digest_at(self.section(7), i).ok_or_else(|| {
+        digest::digest_at(self.section(7), &self.packing.0, i).ok_or_else(|| {
             Error::corrupt(
                 &self.path,
                 self.section_at(7) as u64,
@@ -1235,12 +1257,13 @@ impl SealedSegment {
 
     /// Service row `i`.
     pub fn service_row(&self, i: usize) -> Result<Row> {
-        let row = digest::row_at(self.section(9), i)
+        let p = &self.packing.1;
+        let row = digest::row_at(self.section(9), p, i)
             .filter(|r| (r.trace as usize) < self.trace_index().len());
         row.ok_or_else(|| {
             Error::corrupt(
                 &self.path,
-                (self.section_at(9) + i * ROW_LEN) as u64,
+                (self.section_at(9) + p.header + i * p.len) as u64,
                 format!("service row {i} out of range or names a missing trace"),
             )
         })
@@ -1250,9 +1273,10 @@ impl SealedSegment {
     pub fn digest_services(&self, d: &Digest) -> Result<Vec<&str>> {
         let names = self.services.as_ref().map_or(&[][..], |s| &s.names[..]);
         let ids = self.section(10);
-        let at = d.services_at as usize * 4;
+        let w = self.id_width;
+        let at = d.services_at as usize * w;
         let bytes = at
-            .checked_add(d.services_len as usize * 4)
+            .checked_add(d.services_len as usize * w)
             .and_then(|end| ids.get(at..end));
         let bad = || {
             Error::corrupt(
@@ -1263,8 +1287,8 @@ impl SealedSegment {
         };
         bytes
             .ok_or_else(bad)?
-            .chunks_exact(4)
-            .map(|b| names.get(LE::read_u32(b) as usize).map(String::as_str))
+            .chunks_exact(w)
+            .map(|b| names.get(digest::read_id(b) as usize).map(String::as_str))
             .collect::<Option<Vec<&str>>>()
             .ok_or_else(bad)
     }

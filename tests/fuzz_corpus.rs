@@ -283,6 +283,7 @@ fn every_target_has_a_test_and_seeds_pass_repair_unchanged() {
         ("v4", "00000000000000000001.seg"),
         ("v3", "00000000000000000003.seg"),
         ("v5", "00000000000000000003.seg"),
+        ("v6", "00000000000000000003.seg"),
     ] {
         let good = std::fs::read(fixtures().join(dir).join(file)).unwrap();
         let mut fixed = good.clone();
@@ -570,7 +571,7 @@ fn write_seed_corpus() {
     let plain_seg = plain_segment(&generate(4, 40), 12);
     let full_seg = plain_segment(&with_full, 2);
     let dict_seg = store_segment(generate(5, 750));
-    for v in ["v1", "v2", "v3", "v4", "v5"] {
+    for v in ["v1", "v2", "v3", "v4", "v5", "v6"] {
         add(
             "segment_open",
             &format!("{v}-seg"),
@@ -620,6 +621,7 @@ fn write_seed_corpus() {
         ("v3", fixture("v3/00000000000000000001.seg"), &[][..]),
         ("v4", fixture("v4/00000000000000000001.seg"), &[][..]),
         ("v5", fixture("v5/00000000000000000001.seg"), &[][..]),
+        ("v6", fixture("v6/00000000000000000001.seg"), &[][..]),
         ("plain-40", plain_seg.clone(), &[][..]),
         ("plain-full", full_seg.clone(), &[][..]),
         ("store-dict", dict_seg.clone(), &dict_block[..]),

@@ -28,7 +28,7 @@ fn fixtures() -> PathBuf {
     fixtures_of(FORMAT_VERSION)
 }
 
-const VERSIONS: [u32; 5] = [1, 2, 3, 4, 5];
+const VERSIONS: [u32; 6] = [1, 2, 3, 4, 5, 6];
 
 const SEALED: &str = "00000000000000000001.seg";
 const TORN: &str = "00000000000000000002.wal";
