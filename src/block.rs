@@ -1746,6 +1746,25 @@ pub struct RowHead<'a> {
     pub service: Option<&'a str>,
 }
 
+/// A row's fields up to its attributes, with its strings still in the
+/// block's dictionary.
+struct Head<'a> {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    name: &'a str,
+    start: u64,
+    end: u64,
+    kind: SpanKind,
+    flags: u32,
+    trace_state: &'a str,
+    status: StatusCode,
+    message: &'a str,
+    dropped: [u32; 3],
+    resource: usize,
+    scope: usize,
+}
+
 struct Rows<'v, 'a> {
     view: &'v BlockView<'a>,
     row: usize,
@@ -1840,6 +1859,29 @@ impl<'v, 'a> Rows<'v, 'a> {
     /// Decodes the next row's head; the whole span when `pre` accepts it,
     /// else skips the rest of the row.
     fn next_if(&mut self, pre: &dyn Fn(&RowHead) -> bool) -> DecodeResult<Option<Span>> {
+        let h = self.read_head()?;
+        let head = RowHead {
+            name: h.name,
+            start: h.start,
+            end: h.end,
+            kind: h.kind,
+            status: h.status,
+            service: self.view.service(h.resource)?,
+        };
+        if !pre(&head) {
+            self.skip_tail()?;
+            return Ok(None);
+        }
+        self.finish(h).map(Some)
+    }
+
+    fn next_span(&mut self) -> DecodeResult<Span> {
+        let h = self.read_head()?;
+        self.finish(h)
+    }
+
+    /// The fields of the next row that need no allocation.
+    fn read_head(&mut self) -> DecodeResult<Head<'a>> {
         let dict = &self.view.strings;
         let trace_id = self.advance_run();
         let span_id = SpanId(self.span_ids.array::<8>()?);
@@ -1851,79 +1893,65 @@ impl<'v, 'a> Rows<'v, 'a> {
         let end = start.wrapping_add(self.duration.varint()?);
         let m = &mut self.meta;
         let kind = m.u8()?;
+        let Some(kind) = SpanKind::from_u8(kind) else {
+            return m.rebase(m.err(format!("unknown span kind {kind}")));
+        };
         let flags = m.varint_u32()?;
         let trace_state = m.str_ref(dict)?;
         let code = m.u8()?;
+        let Some(status) = StatusCode::from_u8(code) else {
+            return m.rebase(m.err(format!("unknown status code {code}")));
+        };
         let message = m.str_ref(dict)?;
         let dropped = [m.varint_u32()?, m.varint_u32()?, m.varint_u32()?];
-        let (r, sc) = (m.varint()? as usize, m.varint()? as usize);
-        let (Some(kind), Some(status)) = (SpanKind::from_u8(kind), StatusCode::from_u8(code))
-        else {
-            return m.rebase(m.err(format!("unknown span kind {kind} or status code {code}")));
-        };
-        let head = RowHead {
+        let (resource, scope) = (m.varint()? as usize, m.varint()? as usize);
+        Ok(Head {
+            trace_id,
+            span_id,
+            parent_span_id,
             name,
             start,
             end,
             kind,
-            status,
-            service: self.view.service(r)?,
-        };
-        if !pre(&head) {
-            self.skip_tail()?;
-            return Ok(None);
-        }
-        let mut span = Span {
-            trace_id,
-            span_id,
-            parent_span_id,
-            trace_state: trace_state.to_string(),
             flags,
-            name: name.to_string(),
-            kind,
-            start_time_unix_nano: start,
-            end_time_unix_nano: end,
-            dropped_attributes_count: dropped[0],
-            dropped_events_count: dropped[1],
-            dropped_links_count: dropped[2],
-            status: Status {
-                code: status,
-                message: message.to_string(),
-            },
-            resource: self.view.resource(r)?,
-            scope: self.view.scope(sc)?,
-            ..Span::default()
-        };
-        span.attributes = self.attrs.attrs(dict, 0)?;
-        span.events = self.read_events(start)?;
-        span.links = self.read_links()?;
-        Ok(Some(span))
+            trace_state,
+            status,
+            message,
+            dropped,
+            resource,
+            scope,
+        })
     }
 
-    fn next_span(&mut self) -> DecodeResult<Span> {
+    /// The span of a row whose head was read: its strings, resource and
+    /// scope, attributes, events and links. Every field is set here, none
+    /// from `Span::default()`, whose resource and scope would be two
+    /// allocations thrown away per span.
+    fn finish(&mut self, h: Head<'a>) -> DecodeResult<Span> {
         let dict = &self.view.strings;
-        let trace_id = self.advance_run();
-        let span_id = SpanId(self.span_ids.array::<8>()?);
-        let parent_span_id = self.read_parent()?;
-        let name = self.name.string(dict)?;
-        let start = unzigzag(self.start.varint()?) as u64;
-        let start_time_unix_nano = self.prev_start.wrapping_add(start);
-        self.prev_start = start_time_unix_nano;
-        let end_time_unix_nano = start_time_unix_nano.wrapping_add(self.duration.varint()?);
-        let mut span = Span {
-            trace_id,
-            span_id,
-            parent_span_id,
-            name,
-            start_time_unix_nano,
-            end_time_unix_nano,
-            ..Span::default()
-        };
-        self.read_meta(&mut span)?;
-        span.attributes = self.attrs.attrs(dict, 0)?;
-        span.events = self.read_events(start_time_unix_nano)?;
-        span.links = self.read_links()?;
-        Ok(span)
+        Ok(Span {
+            trace_id: h.trace_id,
+            span_id: h.span_id,
+            parent_span_id: h.parent_span_id,
+            trace_state: h.trace_state.to_string(),
+            flags: h.flags,
+            name: h.name.to_string(),
+            kind: h.kind,
+            start_time_unix_nano: h.start,
+            end_time_unix_nano: h.end,
+            dropped_attributes_count: h.dropped[0],
+            dropped_events_count: h.dropped[1],
+            dropped_links_count: h.dropped[2],
+            status: Status {
+                code: h.status,
+                message: h.message.to_string(),
+            },
+            resource: self.view.resource(h.resource)?,
+            scope: self.view.scope(h.scope)?,
+            attributes: self.attrs.attrs(dict, 0)?,
+            events: self.read_events(h.start)?,
+            links: self.read_links()?,
+        })
     }
 
     fn read_parent(&mut self) -> DecodeResult<Option<SpanId>> {
@@ -1951,35 +1979,6 @@ impl<'v, 'a> Rows<'v, 'a> {
             }
         };
         self.parent.rebase(r)
-    }
-
-    fn read_meta(&mut self, span: &mut Span) -> DecodeResult<()> {
-        let dict = &self.view.strings;
-        let m = &mut self.meta;
-        let kind = m.u8()?;
-        span.kind = match SpanKind::from_u8(kind) {
-            Some(k) => k,
-            None => return m.rebase(m.err(format!("unknown span kind {kind}"))),
-        };
-        span.flags = m.varint_u32()?;
-        span.trace_state = m.string(dict)?;
-        let code = m.u8()?;
-        let code = match StatusCode::from_u8(code) {
-            Some(c) => c,
-            None => return m.rebase(m.err(format!("unknown status code {code}"))),
-        };
-        span.status = Status {
-            code,
-            message: m.string(dict)?,
-        };
-        span.dropped_attributes_count = m.varint_u32()?;
-        span.dropped_events_count = m.varint_u32()?;
-        span.dropped_links_count = m.varint_u32()?;
-        let r = m.varint()? as usize;
-        let s = m.varint()? as usize;
-        span.resource = self.view.resource(r)?;
-        span.scope = self.view.scope(s)?;
-        Ok(())
     }
 
     fn read_events(&mut self, start: u64) -> DecodeResult<Vec<Event>> {

@@ -115,6 +115,17 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     pub fn varint(&mut self) -> DecodeResult<u64> {
+        // Most varints of a block are one byte: ids, counts, small deltas.
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    fn long_varint(&mut self) -> DecodeResult<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
