@@ -241,9 +241,10 @@ pub struct MergeOptions {
     /// Most bytes written per second; `None` for no limit.
     pub rate_bytes_per_sec: Option<u64>,
     /// While set, the merge waits after each block, up to [`MAX_GIVE_WAY`]
-    /// per block (a 32 KiB block takes a few milliseconds to merge): the store sets it while its sealer writes a segment, so
-    /// that ingest keeps its speed on a machine with few cores, and merges
-    /// use the time between seals.
+    /// per block (a block of a few tens of KiB takes a few milliseconds to
+    /// merge): the store sets it while its sealer writes a segment, so that
+    /// ingest keeps its speed on a machine with few cores, and merges use
+    /// the time between seals.
     pub give_way: Option<Arc<AtomicBool>>,
 }
 
