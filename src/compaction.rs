@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::block::{compress_block, encode_raw_block, INTERN_MAX_LEN};
+use crate::block::{compress_block, encode_raw_block, RawBlock, INTERN_MAX_LEN};
 use crate::dict::merge_dict_bytes;
 use crate::error::{Error, Result};
 use crate::fs::{self, sync_dir, FileSystem};
@@ -439,28 +439,7 @@ fn fill(
     erased: &dyn Fn(&Span, u64) -> bool,
     fresh_dict: bool,
 ) -> Result<Filled> {
-    let path = seg.path.clone();
-    let io = |e| Error::io(path.as_path(), "encode merged block", e);
-    // The dictionary of the largest input serves the output, unless the
-    // output is large enough to pay for a larger dictionary than it has:
-    // the inputs' data is alike, and a dictionary of the same size trained
-    // again would cost more than it saves.
-    let reused = inputs
-        .iter()
-        .max_by_key(|s| s.blocks.len())
-        .and_then(|s| s.dict_bytes());
-    let want = merge_dict_bytes(inputs.iter().map(|s| s.file_len()).sum());
-    let dict = if fresh_dict || reused.is_none_or(|d| d.len() < want) {
-        train_without(inputs, erased, want)?
-    } else {
-        reused.map(<[u8]>::to_vec)
-    };
-    let mut compressor = match &dict {
-        Some(d) => zstd::bulk::Compressor::with_dictionary(opts.level, d),
-        None => zstd::bulk::Compressor::new(opts.level),
-    }
-    .map_err(io)?;
-    seg.dict = dict.clone();
+    let mut out = BlockWriter::new(seg, inputs, opts.level, fresh_dict)?;
     let mut streams: Vec<Stream> = inputs
         .iter()
         .zip(whole)
@@ -515,14 +494,7 @@ fn fill(
         run.push(span.clone());
         let new_trace = block.last().is_some_and(|l| l.trace_id.0 != k.0);
         if block_bytes >= opts.block_bytes && (new_trace || block_bytes >= 4 * opts.block_bytes) {
-            write_block(
-                seg,
-                &mut block,
-                &mut shared,
-                &mut compressor,
-                dict.is_some(),
-                io,
-            )?;
+            out.write(seg, &mut block, &mut shared)?;
             block_bytes = 0;
             throttle(seg.len(), started, opts.rate_bytes_per_sec, cancelled);
             give_way(opts.give_way.as_deref(), cancelled);
@@ -535,76 +507,148 @@ fn fill(
         stats.spans_out += 1;
     }
     if !block.is_empty() {
-        write_block(
-            seg,
-            &mut block,
-            &mut shared,
-            &mut compressor,
-            dict.is_some(),
-            io,
-        )?;
+        out.write(seg, &mut block, &mut shared)?;
     }
+    out.finish(seg)?;
     seg.tables = Some(shared.encode());
     Ok(Filled::Done(stats))
 }
 
-/// Blocks sampled to train a merge's own dictionary: more than for a
-/// sealed segment (format-spec 7.6 step 4), as the dictionary is larger
-/// and the inputs' blocks are smaller than the merge's.
-const DICT_SAMPLES: usize = 512;
+/// Blocks a merge holds back, uncompressed, to train its dictionary on:
+/// at most this many, and at most [`DICT_SAMPLE_BYTES`].
+const DICT_SAMPLES: usize = 256;
+const DICT_SAMPLE_BYTES: usize = 8 << 20;
 
-/// A dictionary of at most `max_bytes` trained on up to 512 blocks spread
-/// evenly over the inputs, their erased spans left out.
-fn train_without(
-    inputs: &[Arc<SealedSegment>],
-    erased: &dyn Fn(&Span, u64) -> bool,
-    max_bytes: usize,
-) -> Result<Option<Vec<u8>>> {
-    let blocks: Vec<(&Arc<SealedSegment>, &crate::segment::BlockMeta)> = inputs
-        .iter()
-        .flat_map(|s| s.blocks.iter().map(move |b| (s, b)))
-        .collect();
-    let step = blocks.len().div_ceil(DICT_SAMPLES).max(1);
-    let mut bodies = Vec::new();
-    for (seg, meta) in blocks.iter().step_by(step) {
-        let spans = BlockSource::Mapped((*seg).clone()).all_spans(meta)?;
-        let kept: Vec<&Span> = spans.iter().filter(|s| !erased(s, seg.id)).collect();
-        if !kept.is_empty() {
-            let mut shared = TableBuilder::default();
-            kept.iter().for_each(|s| shared.add(s));
-            let raw =
-                encode_raw_block(kept, INTERN_MAX_LEN, &mut Default::default(), Some(&shared))
-                    .map_err(|e| Error::io(&seg.path, "encode dictionary sample", e))?;
-            bodies.push(raw.raw);
-        }
-    }
-    Ok(crate::dict::train(&bodies, max_bytes))
+/// Encodes, compresses and appends a merge's blocks.
+///
+/// The dictionary of the largest input serves the output when it is as
+/// large as the merge deserves ([`merge_dict_bytes`]): the inputs' data is
+/// alike. Otherwise, or when spans are erased (an input's dictionary may
+/// hold fragments of them), the merge trains its own on its first blocks,
+/// which it holds uncompressed until then. Output blocks are in trace id
+/// order, and trace ids are random, so the first blocks are as good a
+/// sample as any; and a dictionary learns best from the blocks it will
+/// compress, which those are.
+enum BlockWriter {
+    /// The dictionary's size, and the blocks held back to train it on.
+    Training {
+        level: i32,
+        want: usize,
+        held: Vec<RawBlock>,
+        held_bytes: usize,
+    },
+    Ready {
+        compressor: zstd::bulk::Compressor<'static>,
+        dict: bool,
+    },
 }
 
-/// Encodes and appends a block referring to the output's `shared` tables.
-fn write_block(
+impl BlockWriter {
+    /// The writer of a merge of `inputs` into `seg`.
+    fn new(
+        seg: &mut ActiveSegment,
+        inputs: &[Arc<SealedSegment>],
+        level: i32,
+        fresh_dict: bool,
+    ) -> Result<Self> {
+        let reused = inputs
+            .iter()
+            .max_by_key(|s| s.blocks.len())
+            .and_then(|s| s.dict_bytes());
+        let want = merge_dict_bytes(inputs.iter().map(|s| s.file_len()).sum());
+        match reused {
+            Some(d) if !fresh_dict && d.len() >= want => ready(seg, level, Some(d.to_vec())),
+            _ => Ok(BlockWriter::Training {
+                level,
+                want,
+                held: Vec::new(),
+                held_bytes: 0,
+            }),
+        }
+    }
+
+    /// Encodes `block`, referring to the output's `shared` tables, and
+    /// appends it, or holds it back while the dictionary is not trained.
+    fn write(
+        &mut self,
+        seg: &mut ActiveSegment,
+        block: &mut Vec<Span>,
+        shared: &mut TableBuilder,
+    ) -> Result<()> {
+        block.iter().for_each(|s| shared.add(s));
+        let raw = encode_raw_block(
+            block.iter().collect(),
+            INTERN_MAX_LEN,
+            &mut Default::default(),
+            Some(shared),
+        )
+        .map_err(|e| Error::io(seg.path.as_path(), "encode merged block", e))?;
+        // The next blocks come from other decoded allocations: only the
+        // distinct contents are kept.
+        shared.forget_addresses();
+        block.clear();
+        match self {
+            BlockWriter::Training {
+                held, held_bytes, ..
+            } => {
+                *held_bytes += raw.raw.len();
+                held.push(raw);
+                if held.len() >= DICT_SAMPLES || *held_bytes >= DICT_SAMPLE_BYTES {
+                    self.finish(seg)?;
+                }
+                Ok(())
+            }
+            BlockWriter::Ready { compressor, dict } => append(seg, raw, compressor, *dict),
+        }
+    }
+
+    /// Trains the dictionary on the blocks held back, if not done yet,
+    /// and appends them.
+    fn finish(&mut self, seg: &mut ActiveSegment) -> Result<()> {
+        let BlockWriter::Training {
+            level, want, held, ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let bodies: Vec<&[u8]> = held.iter().map(|b| b.raw.as_slice()).collect();
+        let dict = crate::dict::train(&bodies, *want);
+        let held = std::mem::take(held);
+        *self = ready(seg, *level, dict)?;
+        if let BlockWriter::Ready { compressor, dict } = self {
+            for raw in held {
+                append(seg, raw, compressor, *dict)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A writer whose dictionary is `dict` (none if `None`), recorded in `seg`.
+fn ready(seg: &mut ActiveSegment, level: i32, dict: Option<Vec<u8>>) -> Result<BlockWriter> {
+    let compressor = match &dict {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(level, d),
+        None => zstd::bulk::Compressor::new(level),
+    }
+    .map_err(|e| Error::io(seg.path.as_path(), "prepare the merge's compressor", e))?;
+    let has = dict.is_some();
+    seg.dict = dict;
+    Ok(BlockWriter::Ready {
+        compressor,
+        dict: has,
+    })
+}
+
+/// Compresses a block and appends it to `seg`.
+fn append(
     seg: &mut ActiveSegment,
-    block: &mut Vec<Span>,
-    shared: &mut TableBuilder,
+    raw: RawBlock,
     compressor: &mut zstd::bulk::Compressor<'static>,
     dict: bool,
-    io: impl Fn(std::io::Error) -> Error,
 ) -> Result<()> {
-    block.iter().for_each(|s| shared.add(s));
-    let raw = encode_raw_block(
-        block.iter().collect(),
-        INTERN_MAX_LEN,
-        &mut Default::default(),
-        Some(shared),
-    )
-    .map_err(&io)?;
-    // The next blocks come from other decoded allocations: only the
-    // distinct contents are kept.
-    shared.forget_addresses();
-    let encoded = compress_block(raw, compressor, dict).map_err(&io)?;
-    seg.append(&encoded)?;
-    block.clear();
-    Ok(())
+    let encoded = compress_block(raw, compressor, dict)
+        .map_err(|e| Error::io(seg.path.as_path(), "compress merged block", e))?;
+    seg.append(&encoded)
 }
 
 /// Waits while `busy` is set, up to [`MAX_GIVE_WAY`], or until `cancelled`.

@@ -33,8 +33,8 @@ const MIN_SAMPLE_BYTES: usize = 128 << 10;
 /// Trains a dictionary of at most `max_bytes` on sample block bodies;
 /// `None` when the samples are too few or training fails, in which case
 /// blocks are compressed without.
-pub fn train(samples: &[Vec<u8>], max_bytes: usize) -> Option<Vec<u8>> {
-    let total: usize = samples.iter().map(Vec::len).sum();
+pub fn train<S: AsRef<[u8]>>(samples: &[S], max_bytes: usize) -> Option<Vec<u8>> {
+    let total: usize = samples.iter().map(|s| s.as_ref().len()).sum();
     if total < MIN_SAMPLE_BYTES || samples.len() < 8 {
         return None;
     }

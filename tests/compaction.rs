@@ -1136,3 +1136,45 @@ fn a_trace_of_100000_spans_compacts_whole() {
     let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(store.get_trace(trace).unwrap(), spans);
 }
+
+#[test]
+fn a_large_merge_trains_a_larger_dictionary_on_its_own_blocks() {
+    use spanlog::dict::{merge_dict_bytes, DICT_MAX_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        segment_max_bytes: 8 << 20,
+        ..one_window()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    let spans = spans_from(3, JAN_1_2026, 200_000);
+    for batch in spans.chunks(1_000) {
+        store.append(batch.to_vec()).unwrap();
+    }
+    store.seal_active().unwrap();
+    let inputs = store.sealed_segments();
+    assert!(inputs.len() >= 2, "{} segments", inputs.len());
+    assert!(inputs
+        .iter()
+        .all(|s| s.dict_bytes().is_some_and(|d| d.len() <= DICT_MAX_BYTES)));
+    let want = merge_dict_bytes(inputs.iter().map(|s| s.file_len()).sum());
+    assert!(want > DICT_MAX_BYTES, "{want}");
+    drop(inputs);
+
+    let report = store.compact().unwrap();
+    assert_eq!(report.merged.len(), 1, "{report:?}");
+    let out = store.sealed_segments();
+    let dict = out[0].dict_bytes().expect("the merge's own dictionary");
+    assert!(
+        dict.len() > DICT_MAX_BYTES && dict.len() <= want,
+        "{} bytes",
+        dict.len()
+    );
+    drop(out);
+    assert_eq!(scan_all(&store).len(), spans.len());
+    for s in spans.iter().step_by(997) {
+        let got = store.get_trace(s.trace_id).unwrap();
+        assert!(got.contains(s), "span of {} lost", s.trace_id);
+    }
+    store.close().unwrap();
+    assert_verifies(dir.path(), spans.len());
+}
