@@ -61,7 +61,7 @@ pub struct Options {
     /// Approximate uncompressed size of a block of a merged segment. A
     /// trace lookup decompresses one block, so larger blocks make lookups
     /// slower and the segment smaller: with the merge's own dictionary, 32
-    /// KiB instead of the default 16 KiB takes about 2% off a merged
+    /// KiB instead of the default 16 KiB takes about 4% off a merged
     /// segment and adds about 25% to a lookup.
     pub compaction_block_bytes: usize,
     /// zstd level of merged blocks: merges run in the background, so they
