@@ -229,7 +229,7 @@ impl DigestBuilder {
         }
         put_varint(&mut services, max_width);
         let digest_fields: Vec<[u64; 9]> = digests.iter().map(Digest::fields).collect();
-        let id_width = id_width(names.len());
+        let id_width = id_width(PACKED_VERSION, names.len());
         let mut ids_bytes = Vec::with_capacity(trace_services.len() * id_width);
         for id in trace_services {
             put_uint(&mut ids_bytes, u64::from(id), id_width);
@@ -247,10 +247,14 @@ impl DigestBuilder {
     }
 }
 
-/// Bytes a service id takes in a packed TRACE_SERVICES section of a file
-/// with `services` services: as few as the largest id needs, at least one.
-pub fn id_width(services: usize) -> usize {
-    width_of(services.saturating_sub(1) as u64)
+/// Bytes a service id takes in the TRACE_SERVICES section of a file of
+/// format `version` with `services` services: 4 before version 6, then as
+/// few as the largest id needs, at least one.
+pub fn id_width(version: u32, services: usize) -> usize {
+    match version >= PACKED_VERSION {
+        true => width_of(services.saturating_sub(1) as u64),
+        false => 4,
+    }
 }
 
 /// Bytes `v` needs, at least one.
@@ -638,7 +642,7 @@ mod tests {
             (FLAG_ROOT, SpanId([1; 8]), 110)
         );
         assert_eq!(ts, vec![0, 1, 1]);
-        assert_eq!(id_width(2), 1);
+        assert_eq!(id_width(PACKED_VERSION, 2), 1);
         assert!(Services::decode(&services, 4).is_err());
         assert!(Services::decode(&services[..services.len() - 1], 3).is_err());
     }
@@ -655,8 +659,9 @@ mod tests {
             let got: Vec<u64> = (0..3).map(|f| p.get(rec, f).unwrap()).collect();
             assert_eq!(got, r.to_vec());
         }
-        assert_eq!(id_width(256), 1);
-        assert_eq!(id_width(257), 2);
+        assert_eq!(id_width(PACKED_VERSION, 256), 1);
+        assert_eq!(id_width(PACKED_VERSION, 257), 2);
+        assert_eq!(id_width(5, 2), 4);
     }
 
     #[test]

@@ -1181,10 +1181,7 @@ impl SealedSegment {
         let services = Services::decode(self.section(8), row_count).map_err(|e| {
             Error::corrupt(&self.path, (self.sections[8].0 + e.offset) as u64, e.detail)
         })?;
-        self.id_width = match version >= digest::PACKED_VERSION {
-            true => digest::id_width(services.names.len()),
-            false => 4,
-        };
+        self.id_width = digest::id_width(version, services.names.len());
         if !self.section(10).len().is_multiple_of(self.id_width) {
             return corrupt(10, "trace services section has a wrong size".into());
         }
