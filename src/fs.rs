@@ -265,11 +265,28 @@ impl FileSystem for RealFs {
             .write(true)
             .open(path)?;
         match f.try_lock() {
-            // Closing the file releases the lock.
-            Ok(()) => Ok(Some(FileLock::new(f))),
+            Ok(()) => Ok(Some(FileLock::new(LockedFile(f)))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+/// A file holding a `flock` lock, which it releases explicitly on drop.
+///
+/// Closing our descriptor is not enough: a `flock` lock belongs to the
+/// open file description, and a child process the host forks holds a copy
+/// of every descriptor until it execs (close-on-exec acts only then). A
+/// close racing with such a spawn would leave the lock held by the child
+/// for a moment, and a reopen in that moment would be refused as locked.
+/// `LOCK_UN` through our descriptor releases the lock for every copy.
+struct LockedFile(File);
+
+impl Drop for LockedFile {
+    fn drop(&mut self) {
+        // An error leaves the lock to the close that follows; nothing to
+        // report: the store's state no longer depends on it.
+        let _ = self.0.unlock();
     }
 }
 
@@ -325,4 +342,24 @@ pub fn now_unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_lock_is_free_while_a_copy_of_its_descriptor_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LOCK");
+        let lock = RealFs.try_lock(&path).unwrap().expect("free");
+        assert!(RealFs.try_lock(&path).unwrap().is_none(), "held");
+        // What a forked child holds until it execs: a descriptor of the
+        // same open file description.
+        let held = lock._held.downcast_ref::<LockedFile>().unwrap();
+        let inherited = held.0.try_clone().unwrap();
+        drop(lock);
+        assert!(RealFs.try_lock(&path).unwrap().is_some(), "released");
+        drop(inherited);
+    }
 }
