@@ -74,16 +74,25 @@ impl Memtable {
 
     /// Adds a batch of spans.
     pub fn push_batch(&mut self, batch: Vec<Span>) {
+        let sizes: Vec<u32> = batch
+            .iter()
+            .map(|s| s.payload_size().min(u32::MAX as usize) as u32)
+            .collect();
+        self.push_sized(batch, &sizes);
+    }
+
+    /// Adds a batch of spans whose [`Span::payload_size`]s are known.
+    pub fn push_sized(&mut self, batch: Vec<Span>, sizes: &[u32]) {
+        debug_assert_eq!(batch.len(), sizes.len());
         let b = self.batches.len() as u32;
-        for (i, s) in batch.iter().enumerate() {
-            let size = s.payload_size();
-            self.bytes += size;
+        for (i, (s, size)) in batch.iter().zip(sizes).enumerate() {
+            self.bytes += *size as usize;
             self.by_trace
                 .entry(s.trace_id)
                 .or_default()
                 .push(self.at.len() as u32);
             self.at.push((b, i as u32));
-            self.sizes.push(size.min(u32::MAX as usize) as u32);
+            self.sizes.push(*size);
         }
         self.batches.push(batch);
     }
@@ -153,6 +162,11 @@ impl Memtable {
     pub fn clear(&mut self) {
         *self = Memtable::default();
     }
+
+    /// The spans, in the batches they came in; the rest is dropped.
+    pub fn into_batches(self) -> Vec<Vec<Span>> {
+        self.batches
+    }
 }
 
 /// How a sealed segment is laid out.
@@ -167,9 +181,12 @@ pub struct SegmentLayout {
     pub dict: Option<(Vec<u8>, u32)>,
     /// Attribute keys that the last segment demoted (see `attrs`): blocks
     /// enter them by key only from the start, which spares hashing their
-    /// many values. Cleared whenever the dictionary is retrained, so a key
+    /// many values. Cleared whenever a new dictionary is taken, so a key
     /// whose values became few is entered with them again.
     pub demoted: Arc<KeySet>,
+    /// The next dictionary, being trained on the blocks of the last
+    /// segment that used the current one.
+    training: Option<std::thread::JoinHandle<Option<Vec<u8>>>>,
 }
 
 impl SegmentLayout {
@@ -180,6 +197,40 @@ impl SegmentLayout {
             intern_max_len: crate::block::INTERN_MAX_LEN,
             dict: None,
             demoted: Arc::default(),
+            training: None,
+        }
+    }
+
+    /// Drops the dictionary, and one being trained: the next segment trains
+    /// its own. Erasing traces requires this, since a dictionary holds
+    /// pieces of the spans it was trained on.
+    pub fn forget_dictionary(&mut self) {
+        self.dict = None;
+        self.training = None;
+    }
+
+    /// Waits for a dictionary being trained, and takes it.
+    pub fn finish_training(&mut self) {
+        let Some(h) = self.training.take() else {
+            return;
+        };
+        // A failed training (or a panicked thread) leaves the dictionary in
+        // use; the next segment keeps samples for another attempt.
+        if let Some(d) = h.join().ok().flatten() {
+            self.dict = Some((d, 0));
+            self.demoted = Arc::default();
+        }
+    }
+
+    /// Trains the next dictionary on `samples` on a thread of its own.
+    fn start_training(&mut self, samples: Vec<Vec<u8>>) {
+        let spawned = std::thread::Builder::new()
+            .name("spanlog-dict".into())
+            .spawn(move || train(&samples, DICT_MAX_BYTES));
+        match spawned {
+            Ok(h) => self.training = Some(h),
+            // The dictionary in use stays; the next segment tries again.
+            Err(e) => log::warn!("spanlog: no thread to train a dictionary: {e}"),
         }
     }
 }
@@ -329,22 +380,24 @@ fn fill(
             .map(|i| table.get(order[i] as usize))
             .collect::<Vec<&Span>>()
     };
-    // Sampled blocks are encoded first for training, then reused. A
-    // dictionary serves several segments before it is trained again: the
-    // data of consecutive segments is alike, and training is costly.
-    let retrain = layout
-        .dict
-        .as_ref()
-        .is_none_or(|(_, uses)| *uses >= RETRAIN_EVERY);
-    if retrain {
+    // A dictionary serves several segments before it is trained again: the
+    // data of consecutive segments is alike, and training is costly. The
+    // last segment to use a dictionary keeps samples of its blocks, and
+    // the next one is trained on them while later tables are sealed; it
+    // takes over at the segment after. Only a store's first segment (or
+    // the first after an erasure) waits for its training: its sampled
+    // blocks are encoded first, trained on, then reused.
+    layout.finish_training();
+    let train_now = layout.dict.is_none();
+    if train_now {
         layout.demoted = Arc::default();
     }
+    let train_next = layout
+        .dict
+        .as_ref()
+        .is_some_and(|(_, uses)| *uses + 1 >= RETRAIN_EVERY);
     seg.attr_filters.predicted = layout.demoted.clone();
-    let step = if retrain {
-        ranges.len().div_ceil(DICT_SAMPLES).max(1)
-    } else {
-        usize::MAX
-    };
+    let step = ranges.len().div_ceil(DICT_SAMPLES).max(1);
     // The resources and scopes go once into the footer; blocks refer to
     // them by number.
     let mut shared = TableBuilder::default();
@@ -356,7 +409,7 @@ fn fill(
     let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
     let mut sample_items = ItemContext::new(layout.demoted.clone());
     for (i, r) in ranges.iter().enumerate() {
-        samples.push(if i % step == 0 {
+        samples.push(if train_now && i % step == 0 {
             let raw = encode_raw_block(
                 rows(r),
                 layout.intern_max_len,
@@ -368,7 +421,7 @@ fn fill(
             None
         });
     }
-    if retrain {
+    if train_now {
         let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
         layout.dict = train(&bodies, DICT_MAX_BYTES).map(|d| (d, 0));
     }
@@ -386,6 +439,8 @@ fn fill(
         rows: &rows,
         ranges,
         samples: Mutex::new(samples),
+        keep_every: if train_next { step } else { usize::MAX },
+        kept: Mutex::new(Vec::new()),
         next: AtomicUsize::new(0),
         dict: prepared.as_ref(),
         level: layout.level,
@@ -397,7 +452,7 @@ fn fill(
     // them one at a time and this thread appends them in order as they
     // arrive, so indexing and writing overlap the encoding.
     let workers = workers_for(ranges.len());
-    std::thread::scope(|s| {
+    std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel(2 * workers);
         for _ in 0..workers {
             let (tx, job) = (tx.clone(), &job);
@@ -427,7 +482,13 @@ fn fill(
             return Err(io(std::io::Error::other("a sealing worker stopped early")));
         }
         Ok(())
-    })
+    })?;
+    if train_next {
+        let mut kept = job.kept.into_inner().unwrap_or_else(|e| e.into_inner());
+        kept.sort_unstable_by_key(|(i, _)| *i);
+        layout.start_training(kept.into_iter().map(|(_, body)| body).collect());
+    }
+    Ok(())
 }
 
 /// How many threads encode a segment of `blocks` blocks.
@@ -444,6 +505,10 @@ struct EncodeJob<'a, F> {
     ranges: &'a [Range<usize>],
     /// Bodies already encoded as dictionary samples, taken when reached.
     samples: Mutex<Vec<Option<RawBlock>>>,
+    /// Every this many blocks, a copy of the body is kept in `kept`, by
+    /// block number, to train the next dictionary on.
+    keep_every: usize,
+    kept: Mutex<Vec<(usize, Vec<u8>)>>,
     /// The next block to take.
     next: AtomicUsize,
     dict: Option<&'a zstd::dict::EncoderDictionary<'static>>,
@@ -501,6 +566,12 @@ where
             Some(raw) => raw,
             None => encode_raw_block((self.rows)(r), self.intern, items, Some(self.shared))?,
         };
+        if i.is_multiple_of(self.keep_every) {
+            self.kept
+                .lock()
+                .map_err(|_| std::io::Error::other("a sealing worker panicked"))?
+                .push((i, raw.raw.clone()));
+        }
         compress_block(raw, c, self.dict.is_some())
     }
 
@@ -575,5 +646,39 @@ mod tests {
                 > 1
         );
         assert!(!dir.path().join(crate::segment::temp_name(5)).exists());
+    }
+
+    #[test]
+    fn the_next_dictionary_is_trained_on_the_last_segment_of_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layout = SegmentLayout::new(4 << 10, 3);
+        let segments = RETRAIN_EVERY as u64 + 3;
+        let mut dicts = Vec::new();
+        for id in 1..=segments {
+            let table = Memtable::from_spans(crate::gen::generate(id, 2000));
+            let seg = write_segment(dir.path(), id, &table, &mut layout).unwrap();
+            dicts.push(seg.dict_bytes().expect("a dictionary").to_vec());
+            if id == RETRAIN_EVERY as u64 {
+                // What the background training makes of that segment's
+                // sampled blocks is what a synchronous training makes.
+                let mut fresh = SegmentLayout::new(4 << 10, 3);
+                let again = write_segment(dir.path(), 100, &table, &mut fresh).unwrap();
+                layout.finish_training();
+                assert_eq!(layout.dict.as_ref().unwrap().0, again.dict_bytes().unwrap());
+            }
+        }
+        let n = RETRAIN_EVERY as usize;
+        assert!(dicts[..n].iter().all(|d| *d == dicts[0]));
+        assert_ne!(dicts[n], dicts[0], "the next dictionary takes over");
+        assert_eq!(dicts[n + 1], dicts[n]);
+        // Forgetting the dictionary makes the next segment train its own at
+        // once, on its own blocks.
+        layout.forget_dictionary();
+        let table = Memtable::from_spans(crate::gen::generate(99, 2000));
+        let seg = write_segment(dir.path(), 200, &table, &mut layout).unwrap();
+        let mut fresh = SegmentLayout::new(4 << 10, 3);
+        let alone = write_segment(dir.path(), 201, &table, &mut fresh).unwrap();
+        assert_eq!(seg.dict_bytes(), alone.dict_bytes());
+        assert_ne!(seg.dict_bytes().unwrap(), &dicts[n][..]);
     }
 }

@@ -25,8 +25,10 @@ pub struct Options {
     /// Approximate uncompressed size of the spans of one segment: when the
     /// in-memory table reaches it, it is frozen and written out as a sealed
     /// segment. Memory is bounded by two tables (the current one and the
-    /// frozen one); a table of spans takes about three to four times this
-    /// value in memory, so the default bounds the engine near 150 MiB.
+    /// frozen one; a sealed table's spans are freed by the appends that
+    /// follow, twice as fast as they fill the current one); a table of
+    /// spans takes about three to four times this value in memory, so the
+    /// default bounds the engine near 150 MiB.
     pub segment_max_bytes: u64,
     /// Age at which a non-empty table is written out as a sealed segment on
     /// the next append or flush, so old data does not wait in the log.

@@ -399,22 +399,80 @@ impl Span {
 
     /// Total attribute count over span, events, links, resource and scope.
     pub fn attribute_count(&self) -> usize {
-        self.attributes.len()
-            + self
-                .events
-                .iter()
-                .map(|e| e.attributes.len())
-                .sum::<usize>()
-            + self.links.iter().map(|l| l.attributes.len()).sum::<usize>()
-            + self.resource.attributes.len()
-            + self.scope.attributes.len()
+        self.shape().attributes + self.shared_shape().attributes
     }
 
     /// Approximate bytes the span's own fields take, without its resource
     /// and scope (which blocks store once, and which are shared). Used to
     /// size blocks and the in-memory table; cheap to compute.
     pub fn payload_size(&self) -> usize {
-        self.own_size(&Overheads {
+        self.shape().payload_size()
+    }
+
+    /// An upper bound of the span's encoded size in bytes; the size limit is
+    /// checked against it before anything is written.
+    pub fn encoded_size_hint(&self) -> usize {
+        self.shape().size_hint(&self.shared_shape())
+    }
+
+    /// The counts of the span's own fields (all but resource and scope),
+    /// in one walk.
+    pub fn shape(&self) -> Shape {
+        let mut sh = Shape {
+            bytes: self.trace_state.len() + self.name.len() + self.status.message.len(),
+            ..Shape::default()
+        };
+        sh.add_list(&self.attributes);
+        for e in &self.events {
+            sh.events += 1;
+            sh.bytes += e.name.len();
+            sh.add_list(&e.attributes);
+        }
+        for l in &self.links {
+            sh.links += 1;
+            sh.bytes += l.trace_state.len();
+            sh.add_list(&l.attributes);
+        }
+        sh
+    }
+
+    /// The counts of the span's resource and scope. Spans of one resource
+    /// and scope share them, so a caller walking many spans can compute
+    /// this once per resource and scope.
+    pub fn shared_shape(&self) -> Shape {
+        let (r, sc) = (&self.resource, &self.scope);
+        let mut sh = Shape {
+            bytes: r.schema_url.len() + sc.name.len() + sc.version.len() + sc.schema_url.len(),
+            ..Shape::default()
+        };
+        sh.add_list(&r.attributes);
+        sh.add_list(&sc.attributes);
+        sh
+    }
+}
+
+/// What a span's size estimates, attribute count and nesting depth are
+/// computed from, gathered in one walk of its fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Bytes of names, keys, strings and byte values.
+    bytes: usize,
+    /// Keys, and string, bytes, array and list values.
+    items: usize,
+    /// Other values.
+    scalars: usize,
+    events: usize,
+    links: usize,
+    /// Attributes of the top-level lists (not those inside values).
+    pub attributes: usize,
+    /// Deepest nesting of a value: a scalar is 0, an array of scalars 1.
+    pub depth: usize,
+}
+
+impl Shape {
+    /// See [`Span::payload_size`].
+    pub fn payload_size(&self) -> usize {
+        self.own(&Overheads {
             fixed: 64,
             item: 2,
             scalar: 5,
@@ -423,9 +481,9 @@ impl Span {
         })
     }
 
-    /// An upper bound of the span's encoded size in bytes; the size limit is
-    /// checked against it before anything is written.
-    pub fn encoded_size_hint(&self) -> usize {
+    /// See [`Span::encoded_size_hint`]; `shared` is the span's
+    /// [`Span::shared_shape`].
+    pub fn size_hint(&self, shared: &Shape) -> usize {
         let o = Overheads {
             fixed: 128,
             item: 10,
@@ -433,33 +491,56 @@ impl Span {
             event: 24,
             link: 48,
         };
-        let shared = o.kvs(&self.resource.attributes)
-            + self.resource.schema_url.len()
-            + o.kvs(&self.scope.attributes)
-            + self.scope.name.len()
-            + self.scope.version.len()
-            + self.scope.schema_url.len();
-        self.own_size(&o) + shared
+        self.own(&o) + shared.bytes + o.item * shared.items + o.scalar * shared.scalars
     }
 
-    fn own_size(&self, o: &Overheads) -> usize {
-        let events: usize = self
-            .events
-            .iter()
-            .map(|e| o.event + e.name.len() + o.kvs(&e.attributes))
-            .sum();
-        let links: usize = self
-            .links
-            .iter()
-            .map(|l| o.link + l.trace_state.len() + o.kvs(&l.attributes))
-            .sum();
+    fn own(&self, o: &Overheads) -> usize {
         o.fixed
-            + self.trace_state.len()
-            + self.name.len()
-            + self.status.message.len()
-            + o.kvs(&self.attributes)
-            + events
-            + links
+            + self.bytes
+            + o.item * self.items
+            + o.scalar * self.scalars
+            + o.event * self.events
+            + o.link * self.links
+    }
+
+    fn add_list(&mut self, list: &[KeyValue]) {
+        self.attributes += list.len();
+        self.add_pairs(list, 0);
+    }
+
+    /// Adds key-value pairs found at nesting `level`.
+    fn add_pairs(&mut self, list: &[KeyValue], level: usize) {
+        for kv in list {
+            self.items += 1;
+            self.bytes += kv.key.len();
+            self.add_value(&kv.value, level);
+        }
+    }
+
+    fn add_value(&mut self, v: &AnyValue, level: usize) {
+        match v {
+            AnyValue::String(s) => {
+                self.items += 1;
+                self.bytes += s.len();
+            }
+            AnyValue::Bytes(b) => {
+                self.items += 1;
+                self.bytes += b.len();
+            }
+            AnyValue::Array(a) => {
+                self.items += 1;
+                self.depth = self.depth.max(level + 1);
+                for x in a {
+                    self.add_value(x, level + 1);
+                }
+            }
+            AnyValue::KvList(l) => {
+                self.items += 1;
+                self.depth = self.depth.max(level + 1);
+                self.add_pairs(l, level + 1);
+            }
+            _ => self.scalars += 1,
+        }
     }
 }
 
@@ -472,27 +553,115 @@ struct Overheads {
     link: usize,
 }
 
-impl Overheads {
-    fn kvs(&self, list: &[KeyValue]) -> usize {
-        list.iter()
-            .map(|kv| self.item + kv.key.len() + self.value(&kv.value))
-            .sum()
-    }
-
-    fn value(&self, v: &AnyValue) -> usize {
-        match v {
-            AnyValue::String(s) => self.item + s.len(),
-            AnyValue::Bytes(b) => self.item + b.len(),
-            AnyValue::Array(a) => self.item + a.iter().map(|v| self.value(v)).sum::<usize>(),
-            AnyValue::KvList(l) => self.item + self.kvs(l),
-            _ => self.scalar,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size estimates as separate walks, as they were first written:
+    /// the one-walk [`Shape`] must give the same figures.
+    fn walked_size(list: &[KeyValue], item: usize, scalar: usize) -> usize {
+        fn value(v: &AnyValue, item: usize, scalar: usize) -> usize {
+            match v {
+                AnyValue::String(s) => item + s.len(),
+                AnyValue::Bytes(b) => item + b.len(),
+                AnyValue::Array(a) => {
+                    item + a.iter().map(|v| value(v, item, scalar)).sum::<usize>()
+                }
+                AnyValue::KvList(l) => item + walked_size(l, item, scalar),
+                _ => scalar,
+            }
+        }
+        list.iter()
+            .map(|kv| item + kv.key.len() + value(&kv.value, item, scalar))
+            .sum()
+    }
+
+    fn walked_own(s: &Span, [fixed, item, scalar, event, link]: [usize; 5]) -> usize {
+        let events: usize = s
+            .events
+            .iter()
+            .map(|e| event + e.name.len() + walked_size(&e.attributes, item, scalar))
+            .sum();
+        let links: usize = s
+            .links
+            .iter()
+            .map(|l| link + l.trace_state.len() + walked_size(&l.attributes, item, scalar))
+            .sum();
+        fixed
+            + s.trace_state.len()
+            + s.name.len()
+            + s.status.message.len()
+            + walked_size(&s.attributes, item, scalar)
+            + events
+            + links
+    }
+
+    #[test]
+    fn one_walk_shapes_give_the_walked_sizes_counts_and_depths() {
+        let kv = |k: &str, v: AnyValue| KeyValue {
+            key: k.into(),
+            value: v,
+        };
+        let nested = AnyValue::KvList(vec![
+            kv(
+                "a",
+                AnyValue::Array(vec![AnyValue::Int(1), AnyValue::Array(vec![])]),
+            ),
+            kv("b", AnyValue::Bytes(vec![1, 2, 3])),
+            kv("c", AnyValue::KvList(vec![])),
+        ]);
+        let mut crafted = Span {
+            name: "op".into(),
+            trace_state: "k=v".into(),
+            attributes: vec![kv("n", nested.clone()), kv("d", AnyValue::Double(1.5))],
+            events: vec![Event {
+                name: "ev".into(),
+                attributes: vec![kv("e", AnyValue::String("x".repeat(9)))],
+                ..Event::default()
+            }],
+            links: vec![Link {
+                trace_state: "t".into(),
+                attributes: vec![kv("l", AnyValue::Array(vec![nested]))],
+                ..Link::default()
+            }],
+            ..Span::default()
+        };
+        crafted.status.message = "boom".into();
+        crafted.resource = Arc::new(Resource {
+            attributes: vec![kv("service.name", AnyValue::String("svc".into()))],
+            schema_url: "https://example.com/r".into(),
+            ..Resource::default()
+        });
+        let mut spans = crate::gen::generate(5, 300);
+        spans.push(crafted);
+        for s in &spans {
+            let sh = s.shape();
+            assert_eq!(s.payload_size(), walked_own(s, [64, 2, 5, 8, 32]));
+            let shared = walked_size(&s.resource.attributes, 10, 10)
+                + s.resource.schema_url.len()
+                + walked_size(&s.scope.attributes, 10, 10)
+                + s.scope.name.len()
+                + s.scope.version.len()
+                + s.scope.schema_url.len();
+            assert_eq!(
+                s.encoded_size_hint(),
+                walked_own(s, [128, 10, 10, 24, 48]) + shared
+            );
+            let lists = std::iter::once(&s.attributes)
+                .chain(s.events.iter().map(|e| &e.attributes))
+                .chain(s.links.iter().map(|l| &l.attributes))
+                .chain([&s.resource.attributes, &s.scope.attributes]);
+            let (mut count, mut depth) = (0, 0);
+            for l in lists {
+                count += l.len();
+                depth = l.iter().map(|kv| kv.value.depth()).fold(depth, usize::max);
+            }
+            assert_eq!(s.attribute_count(), count);
+            assert_eq!(sh.depth.max(s.shared_shape().depth), depth);
+        }
+        let last = spans.last().unwrap().shape();
+        assert_eq!(last.depth, 4, "link → array → list → array → array");
+    }
 
     #[test]
     fn query_strings_written_in_place_match_the_allocating_ones() {

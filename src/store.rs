@@ -26,7 +26,7 @@ use crate::options::Options;
 use crate::query::{TraceQuery, TraceSummary};
 use crate::search::{self, OpsCatalog};
 use crate::segment::{self, ActiveSegment, BlockMeta, BlockSource, FileKind, SealedSegment};
-use crate::span::{AnyValue, KeyValue, Span, SpanKind, TraceId};
+use crate::span::{Shape, Span, SpanKind, TraceId};
 use crate::tombstone::{self, Record, TombFile, TombSet, Tombstone, MAX_RECORD_TRACES};
 
 /// Name of the lock file that admits one writer process per directory.
@@ -35,6 +35,12 @@ pub const LOCK_FILE: &str = "LOCK";
 /// zstd level of write-ahead-log blocks: the log is short-lived, so speed
 /// matters more than size.
 const WAL_COMPRESSION_LEVEL: i32 = 1;
+/// Spans of retired tables an append frees per span it adds: twice the
+/// rate tables fill, so one is gone well before the next is sealed.
+const RETIRED_PER_SPAN: usize = 2;
+/// Spans of retired tables a flush frees: a writer that pauses after a
+/// flush gives most of the memory back.
+const RETIRED_PER_FLUSH: usize = 4096;
 
 /// How often retention runs while a merge is in progress: merges can take
 /// long under a steady ingest, and the disk must stay within its cap.
@@ -165,6 +171,9 @@ struct Writer {
     /// need not all be in its log.
     frozen_count: u64,
     sealed_count: u64,
+    /// Batches of a sealed table, left to appends to free (see
+    /// [`Inner::retire`]).
+    retired: VecDeque<Vec<Span>>,
     /// Asks the sealer to exit once `imm` is empty.
     stop: bool,
     wal_compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -320,17 +329,36 @@ impl Store {
     /// nothing of the batch is written. Appended spans are visible to reads
     /// at once and durable after the next [`flush`](Store::flush).
     pub fn append(&self, spans: Vec<Span>) -> Result<()> {
+        let mut sizes = Vec::with_capacity(spans.len());
+        // Spans of one resource and scope share them: their shape is
+        // computed once per run of spans that share both.
+        let mut shared: Option<(&Span, Shape)> = None;
         for (i, s) in spans.iter().enumerate() {
-            validate(s, &self.inner.opts).map_err(|why| {
+            let shared_shape = match shared {
+                Some((last, sh))
+                    if Arc::ptr_eq(&last.resource, &s.resource)
+                        && Arc::ptr_eq(&last.scope, &s.scope) =>
+                {
+                    sh
+                }
+                _ => s.shared_shape(),
+            };
+            shared = Some((s, shared_shape));
+            let size = validate(s, &shared_shape, &self.inner.opts).map_err(|why| {
                 Error::InvalidInput(format!(
                     "span {i} of the batch ({}/{}): {why}",
                     s.trace_id, s.span_id
                 ))
             })?;
+            sizes.push(size);
         }
         let mut w = self.inner.writable()?;
-        w.table.push_batch(spans);
-        self.inner.maybe_roll(w).map(drop)
+        let budget = RETIRED_PER_SPAN * spans.len().max(1);
+        w.table.push_sized(spans, &sizes);
+        let freed = w.take_retired(budget);
+        let r = self.inner.maybe_roll(w).map(drop);
+        drop(freed);
+        r
     }
 
     /// Makes everything appended so far durable: spans of the current table
@@ -341,12 +369,14 @@ impl Store {
     /// share fsyncs. An error means durability could not be promised; the
     /// store then refuses writes until reopened.
     pub fn flush(&self) -> Result<()> {
-        let (target, frozen) = {
+        let (target, frozen, freed) = {
             let mut w = self.inner.writable()?;
             self.inner.log_pending(&mut w)?;
             let frozen = w.frozen_count;
-            (self.inner.maybe_roll(w)?.written, frozen)
+            let freed = w.take_retired(RETIRED_PER_FLUSH);
+            (self.inner.maybe_roll(w)?.written, frozen, freed)
         };
+        drop(freed);
         self.inner.wait_frozen_sealed(frozen)?;
         self.inner.sync_to(target)
     }
@@ -740,6 +770,7 @@ impl Writer {
             imm: None,
             frozen_count: 0,
             sealed_count: 0,
+            retired: VecDeque::new(),
             stop: false,
             wal_compressor: None,
             written: 0,
@@ -763,6 +794,21 @@ impl Writer {
             .map(|(a, t)| (a.id, t))
             .chain(imm)
             .chain(std::iter::once((current, &self.table)))
+    }
+
+    /// Up to about `spans` spans of retired batches, to be dropped by the
+    /// caller once the lock is released.
+    fn take_retired(&mut self, spans: usize) -> Vec<Vec<Span>> {
+        let mut out = Vec::new();
+        let mut taken = 0;
+        while taken < spans {
+            let Some(batch) = self.retired.pop_front() else {
+                break;
+            };
+            taken += batch.len().max(1);
+            out.push(batch);
+        }
+        out
     }
 
     /// Every table in memory, for reading.
@@ -943,7 +989,7 @@ impl Inner {
     fn run_sealer(&self, mut layout: SegmentLayout, mut trained_under: Arc<TombSet>) {
         while let Some((job, tombs)) = self.next_job() {
             if !Arc::ptr_eq(&tombs, &trained_under) {
-                layout.dict = None;
+                layout.forget_dictionary();
                 trained_under = tombs.clone();
             }
             let id = job.wal.id;
@@ -986,6 +1032,45 @@ impl Inner {
                 Err(_) => self.changed.notify_all(),
             }
         }
+        // No training thread outlives the sealer.
+        layout.finish_training();
+    }
+
+    /// Hands the spans of a sealed table to the appends that follow, which
+    /// free a few batches each ([`RETIRED_PER_SPAN`]).
+    ///
+    /// Freeing a table's spans costs about half a microsecond a span. The
+    /// appending thread allocated them (or its caller did), so it frees
+    /// them through its own allocator caches; freeing them on another
+    /// thread costs more than half again, and slows the appender's own
+    /// allocations while it runs, since both take the same allocator
+    /// locks. Appends free twice what they add, so a table is gone long
+    /// before the next one is sealed; what is still there then (appends
+    /// stopped, or one huge batch) goes to a thread of its own.
+    fn retire(&self, job: Arc<Frozen>) {
+        // A reader still holding the table frees it when it lets go.
+        let Ok(frozen) = Arc::try_unwrap(job) else {
+            return;
+        };
+        let batches = frozen.table.into_batches();
+        let left = {
+            let mut w = self.lock();
+            if w.mode == Mode::Closed {
+                batches.into()
+            } else {
+                std::mem::replace(&mut w.retired, batches.into())
+            }
+        };
+        if left.is_empty() {
+            return;
+        }
+        if std::thread::Builder::new()
+            .name("spanlog-free".into())
+            .spawn(move || drop(left))
+            .is_err()
+        {
+            log::debug!("spanlog: freeing a sealed table on the sealer thread");
+        }
     }
 
     /// The next frozen table, with the tombstones to apply to it: taken
@@ -1003,15 +1088,7 @@ impl Inner {
 
     fn delete_log(&self, job: Arc<Frozen>) {
         let path = job.wal.path.clone();
-        // Freeing a table's spans takes a while; it overlaps with sealing
-        // the next table instead of delaying it.
-        if std::thread::Builder::new()
-            .name("spanlog-free".into())
-            .spawn(move || drop(job))
-            .is_err()
-        {
-            log::debug!("spanlog: freeing a sealed table on the sealer thread");
-        }
+        self.retire(job);
         let r = self
             .fs
             .remove_file(path.as_path())
@@ -1511,10 +1588,13 @@ impl Inner {
         w.table.clear();
         w.frozen.clear();
         w.imm = None;
+        let retired = std::mem::take(&mut w.retired);
         // A closed handle may live on: it must not keep deleted files mapped.
         *self.sealed.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Vec::new());
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(OpsCatalog::default());
         drop(w.lock.take());
+        drop(w);
+        drop(retired);
         r
     }
 }
@@ -1925,7 +2005,9 @@ fn drop_superseded(sealed: &mut Vec<Arc<SealedSegment>>) -> Vec<Arc<SealedSegmen
 }
 
 /// Checks a span before it is accepted.
-fn validate(s: &Span, opts: &Options) -> std::result::Result<(), String> {
+/// Checks `s` against the limits of `opts`; `shared` is its
+/// [`Span::shared_shape`]. Returns its payload size.
+fn validate(s: &Span, shared: &Shape, opts: &Options) -> std::result::Result<u32, String> {
     if s.trace_id.is_zero() {
         return Err("trace id is all zeroes".into());
     }
@@ -1938,46 +2020,36 @@ fn validate(s: &Span, opts: &Options) -> std::result::Result<(), String> {
             s.end_time_unix_nano, s.start_time_unix_nano
         ));
     }
-    let n = s.attribute_count();
+    let own = s.shape();
+    let n = own.attributes + shared.attributes;
     if n > opts.max_attributes {
         return Err(format!(
             "{n} attributes exceed the limit of {}",
             opts.max_attributes
         ));
     }
-    let size = s.encoded_size_hint();
+    let size = own.size_hint(shared);
     if size > opts.max_span_bytes {
         return Err(format!(
             "encoded size {size} exceeds the limit of {} bytes",
             opts.max_span_bytes
         ));
     }
-    let depth = max_depth(s);
+    let depth = own.depth.max(shared.depth);
     let limit = opts.max_value_depth.min(block::MAX_VALUE_DEPTH);
     if depth > limit {
         return Err(format!(
             "values nested {depth} deep exceed the limit of {limit}"
         ));
     }
-    Ok(())
-}
-
-fn max_depth(s: &Span) -> usize {
-    let lists = std::iter::once(&s.attributes)
-        .chain(s.events.iter().map(|e| &e.attributes))
-        .chain(s.links.iter().map(|l| &l.attributes))
-        .chain([&s.resource.attributes, &s.scope.attributes]);
-    lists
-        .flat_map(|l: &Vec<KeyValue>| l.iter())
-        .map(|kv| AnyValue::depth(&kv.value))
-        .max()
-        .unwrap_or(0)
+    // Below the size limit, which is at most 8 MiB.
+    Ok(own.payload_size().min(u32::MAX as usize) as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span::SpanId;
+    use crate::span::{AnyValue, KeyValue, SpanId};
 
     fn span(t: u8, i: u32, start: u64) -> Span {
         let mut id = [0u8; 8];
