@@ -20,6 +20,7 @@ use crate::block;
 use crate::compaction::{self, MergeOptions, Policy, SegmentStat};
 use crate::error::{Error, Result};
 use crate::fs::{self, now_unix_nanos, sync_dir, FileHandle, FileLock, FileSystem};
+use crate::hash::FastMap;
 use crate::index::Operation;
 use crate::memtable::{write_segment_erasing_in, write_segment_in, Memtable, SegmentLayout};
 use crate::options::Options;
@@ -330,20 +331,15 @@ impl Store {
     /// at once and durable after the next [`flush`](Store::flush).
     pub fn append(&self, spans: Vec<Span>) -> Result<()> {
         let mut sizes = Vec::with_capacity(spans.len());
-        // Spans of one resource and scope share them: their shape is
-        // computed once per run of spans that share both.
-        let mut shared: Option<(&Span, Shape)> = None;
+        // Spans of one resource and scope share them (an OTLP request
+        // holds each once): their shape is computed once per pair.
+        let mut shared: FastMap<(usize, usize), Shape> = FastMap::default();
         for (i, s) in spans.iter().enumerate() {
-            let shared_shape = match shared {
-                Some((last, sh))
-                    if Arc::ptr_eq(&last.resource, &s.resource)
-                        && Arc::ptr_eq(&last.scope, &s.scope) =>
-                {
-                    sh
-                }
-                _ => s.shared_shape(),
-            };
-            shared = Some((s, shared_shape));
+            let pair = (
+                Arc::as_ptr(&s.resource) as usize,
+                Arc::as_ptr(&s.scope) as usize,
+            );
+            let shared_shape = *shared.entry(pair).or_insert_with(|| s.shared_shape());
             let size = validate(s, &shared_shape, &self.inner.opts).map_err(|why| {
                 Error::InvalidInput(format!(
                     "span {i} of the batch ({}/{}): {why}",
