@@ -272,6 +272,16 @@ pub fn write_segment_in(
     write_rows(fs, dir, id, table, sorted_rows(table, &|_| false), layout)
 }
 
+/// The rows of a segment in order, with what one pass over them gathers.
+struct Sorted {
+    /// Positions in the table, sorted by (trace, start, span id).
+    order: Vec<u32>,
+    /// Where in `order` each trace begins.
+    trace_starts: Vec<u32>,
+    /// The resources and scopes of the rows.
+    tables: TableBuilder,
+}
+
 /// As [`write_segment`], leaving out the spans `erased` says are erased
 /// (format-spec 7.12); `None`, and no file, when that leaves none of a
 /// table that had spans.
@@ -294,35 +304,47 @@ pub fn write_segment_erasing_in(
     layout: &mut SegmentLayout,
     erased: &dyn Fn(&Span) -> bool,
 ) -> Result<Option<Arc<SealedSegment>>> {
-    let order = sorted_rows(table, erased);
-    if order.is_empty() && !table.is_empty() {
+    let sorted = sorted_rows(table, erased);
+    if sorted.order.is_empty() && !table.is_empty() {
         return Ok(None);
     }
-    write_rows(fs, dir, id, table, order, layout).map(Some)
+    write_rows(fs, dir, id, table, sorted, layout).map(Some)
 }
 
-/// Positions of the table's spans not `erased`, sorted by (trace, start,
-/// span id).
-fn sorted_rows(table: &Memtable, erased: &dyn Fn(&Span) -> bool) -> Vec<u32> {
+/// The table's spans not `erased`, sorted by (trace, start, span id).
+fn sorted_rows(table: &Memtable, erased: &dyn Fn(&Span) -> bool) -> Sorted {
     // The table groups its spans by trace already: sorting the traces,
     // then the few spans of each, is far cheaper than sorting all spans.
+    // Each span is visited once, in this loop: what the segment needs to
+    // know of all its rows is gathered here, while the span is at hand.
     let mut traces: Vec<(&TraceId, &Vec<u32>)> = table.by_trace.iter().collect();
     traces.sort_unstable_by_key(|(t, _)| **t);
-    let mut out = Vec::with_capacity(table.len());
+    let mut sorted = Sorted {
+        order: Vec::with_capacity(table.len()),
+        trace_starts: Vec::with_capacity(traces.len()),
+        tables: TableBuilder::default(),
+    };
     let mut keys: Vec<(u64, [u8; 8], u32)> = Vec::new();
     for (_, rows) in traces {
         keys.clear();
-        keys.extend(rows.iter().map(|i| {
+        for i in rows {
             let s = table.get(*i as usize);
-            (s.start_time_unix_nano, s.span_id.0, *i)
-        }));
+            if !erased(s) {
+                keys.push((s.start_time_unix_nano, s.span_id.0, *i));
+            }
+        }
+        if keys.is_empty() {
+            continue;
+        }
         keys.sort_unstable();
-        let kept = keys
-            .iter()
-            .filter(|(_, _, i)| !erased(table.get(*i as usize)));
-        out.extend(kept.map(|(_, _, i)| *i));
+        sorted.trace_starts.push(sorted.order.len() as u32);
+        for (_, _, i) in &keys {
+            // Numbered in row order; the trace's spans were just read.
+            sorted.tables.add(table.get(*i as usize));
+            sorted.order.push(*i);
+        }
     }
-    out
+    sorted
 }
 
 fn write_rows(
@@ -330,13 +352,13 @@ fn write_rows(
     dir: &Path,
     id: u64,
     table: &Memtable,
-    order: Vec<u32>,
+    sorted: Sorted,
     layout: &mut SegmentLayout,
 ) -> Result<Arc<SealedSegment>> {
-    let ranges = partition(table, &order, layout.block_bytes.max(1));
+    let ranges = partition(table, &sorted, layout.block_bytes.max(1));
     let mut seg = ActiveSegment::create_temp_in(fs, dir, id)?;
     let temp = seg.path.clone();
-    let r = fill(&mut seg, table, &order, &ranges, layout).and_then(|_| {
+    let r = fill(&mut seg, table, &sorted, &ranges, layout).and_then(|_| {
         layout.demoted = Arc::new(seg.attr_filters.demoted_keys());
         seg.seal(dir)
     });
@@ -350,20 +372,20 @@ fn write_rows(
 }
 
 /// Splits the sorted rows into blocks of about `target` bytes.
-fn partition(table: &Memtable, order: &[u32], target: usize) -> Vec<Range<usize>> {
-    let span = |i: usize| table.get(order[i] as usize);
+fn partition(table: &Memtable, sorted: &Sorted, target: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0usize, 0usize);
-    for (i, row) in order.iter().enumerate() {
-        let new_trace = i > start && span(i).trace_id != span(i - 1).trace_id;
+    let mut next_trace = sorted.trace_starts.iter().map(|i| *i as usize).peekable();
+    for (i, row) in sorted.order.iter().enumerate() {
+        let new_trace = next_trace.next_if_eq(&i).is_some() && i > start;
         if bytes >= target && (new_trace || bytes >= 4 * target) {
             out.push(start..i);
             (start, bytes) = (i, 0);
         }
         bytes += table.sizes[*row as usize] as usize;
     }
-    if start < order.len() {
-        out.push(start..order.len());
+    if start < sorted.order.len() {
+        out.push(start..sorted.order.len());
     }
     out
 }
@@ -371,10 +393,11 @@ fn partition(table: &Memtable, order: &[u32], target: usize) -> Vec<Range<usize>
 fn fill(
     seg: &mut ActiveSegment,
     table: &Memtable,
-    order: &[u32],
+    sorted: &Sorted,
     ranges: &[Range<usize>],
     layout: &mut SegmentLayout,
 ) -> Result<()> {
+    let order = &sorted.order;
     let path = seg.path.clone();
     let io = |e| crate::Error::io(path.as_path(), "encode block", e);
     let rows = |r: &Range<usize>| {
@@ -402,12 +425,8 @@ fn fill(
     let step = ranges.len().div_ceil(DICT_SAMPLES).max(1);
     // The resources and scopes go once into the footer; blocks refer to
     // them by number.
-    let mut shared = TableBuilder::default();
-    for i in order {
-        shared.add(table.get(*i as usize));
-    }
+    let shared = &sorted.tables;
     seg.tables = Some(shared.encode());
-    let shared = &shared;
     let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
     let mut sample_items = ItemContext::new(layout.demoted.clone());
     for (i, r) in ranges.iter().enumerate() {
