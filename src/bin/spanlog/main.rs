@@ -6,6 +6,13 @@
 //! traces, and `demo` and `bench`, which write their own) and formats what
 //! the library returns.
 
+/// An allocator made for many threads: the engine's sealer frees what the
+/// appending thread allocated, and its block encoders allocate and free
+/// small buffers at a high rate. With it, ingest takes about 15% less CPU
+/// than with glibc's malloc (README, "Figures").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod compact;
 mod delete;
