@@ -163,7 +163,12 @@ pub type KeySet = FastSet<u64>;
 /// The items may repeat.
 pub struct ItemCollector<'d> {
     /// (service state, key index, value kind, value) already noted.
-    seen: FastSet<(u64, u32, u8, u64)>,
+    seen: FastSet<Noted>,
+    /// A direct-mapped cache of `seen`: an attribute met again is most
+    /// often one met a few spans before, found here by one compare.
+    recent: Vec<Option<Noted>>,
+    /// A direct-mapped cache of `keys`.
+    recent_keys: Vec<Option<(u64, u32, KeyState)>>,
     /// The state after the key, and whether the key is demoted, per
     /// (service state, key index).
     keys: crate::hash::FastMap<(u64, u32), (u64, bool)>,
@@ -198,11 +203,26 @@ impl ItemContext {
 /// `seen`'s value kind of a key entered by key only.
 const KEY_ONLY: u8 = 5;
 
+/// An attribute as [`ItemCollector`] tells them apart: service state, key
+/// index, value kind, value.
+type Noted = (u64, u32, u8, u64);
+
+/// Slots of [`ItemCollector`]'s cache of attributes noted.
+const RECENT_NOTED: usize = 1024;
+
+/// The item hash state after a key, and whether the key is demoted.
+type KeyState = (u64, bool);
+
+/// Slots of [`ItemCollector`]'s cache of key states.
+const RECENT_KEYS: usize = 256;
+
 impl<'d> ItemCollector<'d> {
     /// A collector for one block.
     pub fn new(context: &'d mut ItemContext) -> Self {
         ItemCollector {
             seen: FastSet::default(),
+            recent: Vec::new(),
+            recent_keys: Vec::new(),
             keys: Default::default(),
             context,
             items: Vec::new(),
@@ -260,12 +280,9 @@ impl<'d> ItemCollector<'d> {
         value: &AnyValue,
         value_index: u32,
     ) {
-        let (k, demoted) = *self.keys.entry((svc, key_index)).or_insert_with(|| {
-            let k = fnv(svc, key.as_bytes());
-            (k, self.context.demoted.contains(&mix64(k)))
-        });
+        let (k, demoted) = self.key_state(svc, key_index, key);
         if demoted {
-            if self.seen.insert((svc, key_index, KEY_ONLY, 0)) {
+            if self.first_time((svc, key_index, KEY_ONLY, 0)) {
                 self.items.push((mix64(k), None));
             }
             return;
@@ -279,7 +296,7 @@ impl<'d> ItemCollector<'d> {
             AnyValue::Bytes(_) | AnyValue::Array(_) | AnyValue::KvList(_) => None,
         };
         if let Some((kind, v)) = id {
-            if !self.seen.insert((svc, key_index, kind, v)) {
+            if !self.first_time((svc, key_index, kind, v)) {
                 return;
             }
         }
@@ -294,6 +311,43 @@ impl<'d> ItemCollector<'d> {
         let pair = (rendering.len() <= MAX_VALUE_LEN)
             .then(|| mix64(fnv(fnv(k, &[0xff]), rendering.as_bytes())));
         self.items.push((mix64(k), pair));
+    }
+
+    /// The item hash state after `key` of service `svc`, and whether the
+    /// key is demoted; `key_index` identifies the key within the block.
+    fn key_state(&mut self, svc: u64, key_index: u32, key: &str) -> KeyState {
+        if self.recent_keys.is_empty() {
+            self.recent_keys = vec![None; RECENT_KEYS];
+        }
+        let h = (svc ^ u64::from(key_index)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (h >> 56) as usize % RECENT_KEYS;
+        if let Some((s, i, state)) = self.recent_keys[slot] {
+            if (s, i) == (svc, key_index) {
+                return state;
+            }
+        }
+        let context = &*self.context;
+        let state = *self.keys.entry((svc, key_index)).or_insert_with(|| {
+            let k = fnv(svc, key.as_bytes());
+            (k, context.demoted.contains(&mix64(k)))
+        });
+        self.recent_keys[slot] = Some((svc, key_index, state));
+        state
+    }
+
+    /// Whether `n` is noted for the first time (and notes it).
+    fn first_time(&mut self, n: Noted) -> bool {
+        if self.recent.is_empty() {
+            self.recent = vec![None; RECENT_NOTED];
+        }
+        let h = (n.0 ^ u64::from(n.1).rotate_left(17) ^ u64::from(n.2).rotate_left(29) ^ n.3)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (h >> 54) as usize % RECENT_NOTED;
+        if self.recent[slot] == Some(n) {
+            return false;
+        }
+        self.recent[slot] = Some(n);
+        self.seen.insert(n)
     }
 
     /// The items noted: those of the block's filter, then those of the

@@ -474,33 +474,41 @@ impl ActiveSegment {
 
     /// [`create_wal`](Self::create_wal) in the file system `fs`.
     pub fn create_wal_in(fs: &Arc<dyn FileSystem>, dir: &Path, id: u64) -> Result<ActiveSegment> {
-        let seg = Self::create_file(fs, dir.join(wal_name(id)), id)?;
+        let seg = Self::create_file(fs, dir.join(wal_name(id)), id, true)?;
         sync_dir(&**fs, dir)?;
         Ok(seg)
     }
 
-    /// Creates `dir/<id>.seg.tmp`, to be filled and then sealed. Its
-    /// directory entry needs no fsync: only the sealed name is ever read,
-    /// and sealing fsyncs the file before the rename and the directory
-    /// after it.
+    /// Creates `dir/<id>.seg.tmp`, to be filled and then sealed. Neither
+    /// the file nor its directory entry is fsynced now: only the sealed
+    /// name is ever read, and sealing fsyncs the whole file before the
+    /// rename and the directory after it. A leftover temporary file, whole
+    /// or not, is deleted by the next writer open.
     pub fn create_temp(dir: &Path, id: u64) -> Result<ActiveSegment> {
         Self::create_temp_in(&fs::real(), dir, id)
     }
 
     /// [`create_temp`](Self::create_temp) in the file system `fs`.
     pub fn create_temp_in(fs: &Arc<dyn FileSystem>, dir: &Path, id: u64) -> Result<ActiveSegment> {
-        Self::create_file(fs, dir.join(temp_name(id)), id)
+        Self::create_file(fs, dir.join(temp_name(id)), id, false)
     }
 
-    fn create_file(fs: &Arc<dyn FileSystem>, path: PathBuf, id: u64) -> Result<ActiveSegment> {
+    fn create_file(
+        fs: &Arc<dyn FileSystem>,
+        path: PathBuf,
+        id: u64,
+        sync: bool,
+    ) -> Result<ActiveSegment> {
         let file = fs
             .open(&path, OpenMode::CreateNew)
             .map_err(|e| Error::io(&path, "create segment", e))?;
         let created = now_unix_nanos();
         file.write_all_at(&encode_header(id, created), 0)
             .map_err(|e| Error::io(&path, "write segment header", e))?;
-        file.sync_all()
-            .map_err(|e| Error::io(&path, "fsync segment", e))?;
+        if sync {
+            file.sync_all()
+                .map_err(|e| Error::io(&path, "fsync segment", e))?;
+        }
         Ok(ActiveSegment::new(
             fs.clone(),
             id,
