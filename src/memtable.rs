@@ -187,6 +187,12 @@ pub struct SegmentLayout {
     /// The next dictionary, being trained on the blocks of the last
     /// segment that used the current one.
     training: Option<std::thread::JoinHandle<Option<Vec<u8>>>>,
+    /// When a segment must train its own dictionary before its blocks are
+    /// compressed, train a first one on a quarter of the samples, and the
+    /// full one in the background for the segments after it. A store's
+    /// first segment then waits a quarter as long; writers of single
+    /// segments leave this off.
+    pub quick_start: bool,
 }
 
 impl SegmentLayout {
@@ -198,6 +204,7 @@ impl SegmentLayout {
             dict: None,
             demoted: Arc::default(),
             training: None,
+            quick_start: false,
         }
     }
 
@@ -417,12 +424,21 @@ fn fill(
     if train_now {
         layout.demoted = Arc::default();
     }
-    let train_next = layout
-        .dict
-        .as_ref()
-        .is_some_and(|(_, uses)| *uses + 1 >= RETRAIN_EVERY);
+    // Only a table of many blocks: a small one trains quickly anyway, and
+    // a quarter of its blocks may be too few to train on.
+    let quick = train_now && layout.quick_start && ranges.len() >= 4 * DICT_SAMPLES;
+    let train_next = quick
+        || layout
+            .dict
+            .as_ref()
+            .is_some_and(|(_, uses)| *uses + 1 >= RETRAIN_EVERY);
     seg.attr_filters.predicted = layout.demoted.clone();
     let step = ranges.len().div_ceil(DICT_SAMPLES).max(1);
+    let step_now = if quick {
+        ranges.len().div_ceil(DICT_SAMPLES / 4).max(1)
+    } else {
+        step
+    };
     // The resources and scopes go once into the footer; blocks refer to
     // them by number.
     let shared = &sorted.tables;
@@ -430,7 +446,7 @@ fn fill(
     let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
     let mut sample_items = ItemContext::new(layout.demoted.clone());
     for (i, r) in ranges.iter().enumerate() {
-        samples.push(if train_now && i % step == 0 {
+        samples.push(if train_now && i % step_now == 0 {
             let raw = encode_raw_block(
                 rows(r),
                 layout.intern_max_len,
@@ -444,7 +460,28 @@ fn fill(
     }
     if train_now {
         let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
-        layout.dict = train(&bodies, DICT_MAX_BYTES).map(|d| (d, 0));
+        let mut trained = train(&bodies, DICT_MAX_BYTES);
+        if trained.is_none() && quick {
+            // A quarter of the samples was too little to train on: take
+            // them all, as without a quick start.
+            for (i, r) in ranges.iter().enumerate().step_by(step) {
+                if samples[i].is_none() {
+                    let raw = encode_raw_block(
+                        rows(r),
+                        layout.intern_max_len,
+                        &mut sample_items,
+                        Some(shared),
+                    );
+                    samples[i] = Some(raw.map_err(io)?);
+                }
+            }
+            let bodies: Vec<Vec<u8>> = (0..ranges.len())
+                .step_by(step)
+                .filter_map(|i| samples[i].as_ref().map(|b| b.raw.clone()))
+                .collect();
+            trained = train(&bodies, DICT_MAX_BYTES);
+        }
+        layout.dict = trained.map(|d| (d, 0));
     }
     let dict = layout.dict.as_mut().map(|(d, uses)| {
         *uses += 1;
@@ -667,6 +704,27 @@ mod tests {
                 > 1
         );
         assert!(!dir.path().join(crate::segment::temp_name(5)).exists());
+    }
+
+    #[test]
+    fn a_quick_start_trains_a_first_dictionary_on_fewer_samples_then_the_full_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = Memtable::from_spans(crate::gen::generate(3, 30_000));
+        let mut full = SegmentLayout::new(16 << 10, 3);
+        let slow = write_segment(dir.path(), 1, &table, &mut full).unwrap();
+        assert!(slow.blocks.len() >= 4 * DICT_SAMPLES);
+        let mut layout = SegmentLayout::new(16 << 10, 3);
+        layout.quick_start = true;
+        let first = write_segment(dir.path(), 2, &table, &mut layout).unwrap();
+        assert!(first.dict_bytes().is_some());
+        assert_ne!(first.dict_bytes(), slow.dict_bytes(), "fewer samples");
+        // The next segment takes the dictionary trained on all the samples
+        // of the first, which is what a full training of it gives.
+        let next = Memtable::from_spans(crate::gen::generate(4, 2000));
+        let second = write_segment(dir.path(), 3, &next, &mut layout).unwrap();
+        assert_eq!(second.dict_bytes(), slow.dict_bytes());
+        let third = write_segment(dir.path(), 4, &next, &mut layout).unwrap();
+        assert_eq!(third.dict_bytes(), slow.dict_bytes());
     }
 
     #[test]

@@ -1826,6 +1826,7 @@ fn open_writer(
     let files = list_files(&**fs, dir)?;
     let sealed_ids = sealed_ids(&files);
     let mut layout = SegmentLayout::new(opts.block_target_bytes, opts.compression_level);
+    layout.quick_start = true;
     // Unfinished segments go first: recovering a log rewrites its segment
     // under the same temporary name.
     for (_, _, path) in files.iter().filter(|f| f.1 == FileKind::Temp) {
