@@ -164,11 +164,6 @@ pub type KeySet = FastSet<u64>;
 pub struct ItemCollector<'d> {
     /// (service state, key index, value kind, value) already noted.
     seen: FastSet<Noted>,
-    /// A direct-mapped cache of `seen`: an attribute met again is most
-    /// often one met a few spans before, found here by one compare.
-    recent: Vec<Option<Noted>>,
-    /// A direct-mapped cache of `keys`.
-    recent_keys: Vec<Option<(u64, u32, KeyState)>>,
     /// The state after the key, and whether the key is demoted, per
     /// (service state, key index).
     keys: crate::hash::FastMap<(u64, u32), (u64, bool)>,
@@ -189,13 +184,23 @@ pub struct ItemContext {
     /// odd) and service state. The resources and scopes live as long as
     /// the rows being encoded, which outlive the context.
     resources: crate::hash::FastMap<(usize, u64), Vec<Item>>,
+    /// The number of the block being collected, from 1. The caches below
+    /// belong to one block; each entry carries its block's number, so a
+    /// new block finds them empty without their being cleared.
+    block: u64,
+    /// A direct-mapped cache of the collector's `seen`: an attribute met
+    /// again is most often one met a few spans before, found here by one
+    /// compare.
+    recent: Vec<(u64, Noted)>,
+    /// A direct-mapped cache of the collector's `keys`.
+    recent_keys: Vec<(u64, (u64, u32), KeyState)>,
 }
 
 impl ItemContext {
     pub fn new(demoted: std::sync::Arc<KeySet>) -> Self {
         ItemContext {
             demoted,
-            resources: Default::default(),
+            ..ItemContext::default()
         }
     }
 }
@@ -219,10 +224,13 @@ const RECENT_KEYS: usize = 256;
 impl<'d> ItemCollector<'d> {
     /// A collector for one block.
     pub fn new(context: &'d mut ItemContext) -> Self {
+        context.block += 1;
+        if context.recent.is_empty() {
+            context.recent = vec![(0, Noted::default()); RECENT_NOTED];
+            context.recent_keys = vec![(0, (0, 0), KeyState::default()); RECENT_KEYS];
+        }
         ItemCollector {
             seen: FastSet::default(),
-            recent: Vec::new(),
-            recent_keys: Vec::new(),
             keys: Default::default(),
             context,
             items: Vec::new(),
@@ -316,37 +324,32 @@ impl<'d> ItemCollector<'d> {
     /// The item hash state after `key` of service `svc`, and whether the
     /// key is demoted; `key_index` identifies the key within the block.
     fn key_state(&mut self, svc: u64, key_index: u32, key: &str) -> KeyState {
-        if self.recent_keys.is_empty() {
-            self.recent_keys = vec![None; RECENT_KEYS];
-        }
+        let ctx = &mut *self.context;
         let h = (svc ^ u64::from(key_index)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let slot = (h >> 56) as usize % RECENT_KEYS;
-        if let Some((s, i, state)) = self.recent_keys[slot] {
-            if (s, i) == (svc, key_index) {
-                return state;
-            }
+        let (block, at, state) = ctx.recent_keys[slot];
+        if block == ctx.block && at == (svc, key_index) {
+            return state;
         }
-        let context = &*self.context;
+        let demoted = &ctx.demoted;
         let state = *self.keys.entry((svc, key_index)).or_insert_with(|| {
             let k = fnv(svc, key.as_bytes());
-            (k, context.demoted.contains(&mix64(k)))
+            (k, demoted.contains(&mix64(k)))
         });
-        self.recent_keys[slot] = Some((svc, key_index, state));
+        ctx.recent_keys[slot] = (ctx.block, (svc, key_index), state);
         state
     }
 
     /// Whether `n` is noted for the first time (and notes it).
     fn first_time(&mut self, n: Noted) -> bool {
-        if self.recent.is_empty() {
-            self.recent = vec![None; RECENT_NOTED];
-        }
+        let ctx = &mut *self.context;
         let h = (n.0 ^ u64::from(n.1).rotate_left(17) ^ u64::from(n.2).rotate_left(29) ^ n.3)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let slot = (h >> 54) as usize % RECENT_NOTED;
-        if self.recent[slot] == Some(n) {
+        if ctx.recent[slot] == (ctx.block, n) {
             return false;
         }
-        self.recent[slot] = Some(n);
+        ctx.recent[slot] = (ctx.block, n);
         self.seen.insert(n)
     }
 
@@ -365,7 +368,9 @@ fn table_items<'c>(
     attrs: &[KeyValue],
     svc: u64,
 ) -> &'c [Item] {
-    let ItemContext { demoted, resources } = context;
+    let ItemContext {
+        demoted, resources, ..
+    } = context;
     let items = resources.entry((tag, svc)).or_insert_with(|| {
         let mut text = String::new();
         attrs

@@ -2148,6 +2148,11 @@ mod tests {
                 encode_raw(rows.clone(), INTERN_MAX_LEN, Some(&mut none), shared).unwrap();
             assert_eq!(norm(summary.attr_items), want);
             assert_eq!(norm(summary.file_items), want_file);
+            // The next block of the same context gathers its items afresh:
+            // nothing noted for the first one counts as seen.
+            let (_, again, _, _) =
+                encode_raw(rows.clone(), INTERN_MAX_LEN, Some(&mut none), shared).unwrap();
+            assert_eq!(norm(again.attr_items), want);
             // Keys demoted in advance enter by key only.
             let demoted: crate::attrs::KeySet = want.iter().map(|(k, _)| *k).step_by(3).collect();
             let mut context = ItemContext::new(Arc::new(demoted.clone()));

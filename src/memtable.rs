@@ -427,62 +427,49 @@ fn fill(
     // Only a table of many blocks: a small one trains quickly anyway, and
     // a quarter of its blocks may be too few to train on.
     let quick = train_now && layout.quick_start && ranges.len() >= 4 * DICT_SAMPLES;
-    let train_next = quick
-        || layout
-            .dict
-            .as_ref()
-            .is_some_and(|(_, uses)| *uses + 1 >= RETRAIN_EVERY);
     seg.attr_filters.predicted = layout.demoted.clone();
     let step = ranges.len().div_ceil(DICT_SAMPLES).max(1);
-    let step_now = if quick {
-        ranges.len().div_ceil(DICT_SAMPLES / 4).max(1)
-    } else {
-        step
-    };
     // The resources and scopes go once into the footer; blocks refer to
     // them by number.
     let shared = &sorted.tables;
     seg.tables = Some(shared.encode());
-    let mut samples: Vec<Option<RawBlock>> = Vec::with_capacity(ranges.len());
+    let mut samples: Vec<Option<RawBlock>> = (0..ranges.len()).map(|_| None).collect();
     let mut sample_items = ItemContext::new(layout.demoted.clone());
-    for (i, r) in ranges.iter().enumerate() {
-        samples.push(if train_now && i % step_now == 0 {
-            let raw = encode_raw_block(
-                rows(r),
-                layout.intern_max_len,
-                &mut sample_items,
-                Some(shared),
-            );
-            Some(raw.map_err(io)?)
-        } else {
-            None
-        });
-    }
-    if train_now {
-        let bodies: Vec<Vec<u8>> = samples.iter().flatten().map(|b| b.raw.clone()).collect();
-        let mut trained = train(&bodies, DICT_MAX_BYTES);
-        if trained.is_none() && quick {
-            // A quarter of the samples was too little to train on: take
-            // them all, as without a quick start.
-            for (i, r) in ranges.iter().enumerate().step_by(step) {
-                if samples[i].is_none() {
-                    let raw = encode_raw_block(
-                        rows(r),
-                        layout.intern_max_len,
-                        &mut sample_items,
-                        Some(shared),
-                    );
-                    samples[i] = Some(raw.map_err(io)?);
-                }
+    let intern = layout.intern_max_len;
+    // Encodes every `every`-th block (those not encoded yet) and returns
+    // their raw bodies; the workers reuse the encoded blocks.
+    let mut sample = |every: usize, samples: &mut Vec<Option<RawBlock>>| -> Result<Vec<Vec<u8>>> {
+        for i in (0..ranges.len()).step_by(every) {
+            if samples[i].is_none() {
+                let raw =
+                    encode_raw_block(rows(&ranges[i]), intern, &mut sample_items, Some(shared));
+                samples[i] = Some(raw.map_err(io)?);
             }
-            let bodies: Vec<Vec<u8>> = (0..ranges.len())
-                .step_by(step)
-                .filter_map(|i| samples[i].as_ref().map(|b| b.raw.clone()))
-                .collect();
-            trained = train(&bodies, DICT_MAX_BYTES);
+        }
+        Ok((0..ranges.len())
+            .step_by(every)
+            .filter_map(|i| samples[i].as_ref().map(|b| b.raw.clone()))
+            .collect())
+    };
+    let mut quick_trained = false;
+    if train_now {
+        let mut trained = None;
+        if quick {
+            trained = train(&sample(4 * step, &mut samples)?, DICT_MAX_BYTES);
+            quick_trained = trained.is_some();
+        }
+        if trained.is_none() {
+            // Every sample: without a quick start, or when a quarter of
+            // them was too little to train on.
+            trained = train(&sample(step, &mut samples)?, DICT_MAX_BYTES);
         }
         layout.dict = trained.map(|d| (d, 0));
     }
+    let train_next = quick_trained
+        || layout
+            .dict
+            .as_ref()
+            .is_some_and(|(_, uses)| *uses + 1 >= RETRAIN_EVERY);
     let dict = layout.dict.as_mut().map(|(d, uses)| {
         *uses += 1;
         d.clone()

@@ -399,7 +399,15 @@ impl Span {
 
     /// Total attribute count over span, events, links, resource and scope.
     pub fn attribute_count(&self) -> usize {
-        self.shape().attributes + self.shared_shape().attributes
+        self.attributes.len()
+            + self
+                .events
+                .iter()
+                .map(|e| e.attributes.len())
+                .sum::<usize>()
+            + self.links.iter().map(|l| l.attributes.len()).sum::<usize>()
+            + self.resource.attributes.len()
+            + self.scope.attributes.len()
     }
 
     /// Approximate bytes the span's own fields take, without its resource
