@@ -492,42 +492,31 @@ fn fill(
         intern: layout.intern_max_len,
         demoted: layout.demoted.clone(),
         shared,
+        path: path.as_path(),
+        done: Mutex::default(),
     };
-    // Blocks are independent once the dictionary is known: workers take
-    // them one at a time and this thread appends them in order as they
-    // arrive, so indexing and writing overlap the encoding.
-    let workers = workers_for(ranges.len());
-    std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2 * workers);
-        for _ in 0..workers {
-            let (tx, job) = (tx.clone(), &job);
-            s.spawn(move || job.work(&tx));
+    // Blocks are independent once the dictionary is known: this thread
+    // and the workers take them one at a time, and whoever finds the next
+    // blocks in file order ready appends them (see `EncodeJob::drain`), so
+    // indexing and writing overlap the encoding without a hand-off per
+    // block.
+    let appender = Mutex::new(seg);
+    std::thread::scope(|s| {
+        for _ in 1..workers_for(ranges.len()) {
+            let (job, appender) = (&job, &appender);
+            s.spawn(move || job.work(appender));
         }
-        drop(tx);
-        let mut pending: BTreeMap<usize, EncodedBlock> = BTreeMap::new();
-        let mut want = 0;
-        for (i, block) in rx {
-            let block = match block {
-                Ok(b) => b,
-                Err(e) => {
-                    job.stop();
-                    return Err(io(e));
-                }
-            };
-            pending.insert(i, block);
-            while let Some(block) = pending.remove(&want) {
-                if let Err(e) = seg.append(&block) {
-                    job.stop();
-                    return Err(e);
-                }
-                want += 1;
-            }
-        }
-        if want < ranges.len() {
-            return Err(io(std::io::Error::other("a sealing worker stopped early")));
-        }
-        Ok(())
-    })?;
+        job.work(&appender);
+    });
+    let seg = appender.into_inner().unwrap_or_else(|e| e.into_inner());
+    let done = job.done.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = done.failed {
+        return Err(e);
+    }
+    if done.next < ranges.len() {
+        return Err(io(std::io::Error::other("a sealing worker stopped early")));
+    }
+    seg.write_staged()?;
     if train_next {
         let mut kept = job.kept.into_inner().unwrap_or_else(|e| e.into_inner());
         kept.sort_unstable_by_key(|(i, _)| *i);
@@ -561,17 +550,32 @@ struct EncodeJob<'a, F> {
     intern: usize,
     demoted: Arc<KeySet>,
     shared: &'a TableBuilder,
+    /// The segment's file, for errors.
+    path: &'a Path,
+    done: Mutex<Done>,
 }
 
-type Encoded = (usize, std::io::Result<EncodedBlock>);
+/// Blocks encoded but not appended yet, and how far appending got.
+#[derive(Default)]
+struct Done {
+    /// Encoded blocks waiting for the blocks before them, by number. They
+    /// are few: a block waits only for the few others being encoded when
+    /// it was taken (at worst, while a worker is descheduled, for a
+    /// segment's worth of compressed blocks).
+    ready: BTreeMap<usize, EncodedBlock>,
+    /// The number of the next block to append.
+    next: usize,
+    /// The first failure; the workers stop after it.
+    failed: Option<crate::Error>,
+}
 
 impl<'a, 't, F> EncodeJob<'a, F>
 where
     F: Fn(&Range<usize>) -> Vec<&'t Span> + Sync,
 {
-    /// One worker: takes blocks until none is left, the receiver is gone,
-    /// or encoding one failed.
-    fn work(&self, tx: &std::sync::mpsc::SyncSender<Encoded>) {
+    /// One worker: takes blocks until none is left or one failed, and
+    /// appends what it finds ready.
+    fn work(&self, seg: &Mutex<&mut ActiveSegment>) {
         let mut compressor = None;
         let mut items = ItemContext::new(self.demoted.clone());
         loop {
@@ -580,11 +584,60 @@ where
                 return;
             };
             let block = self.encode(i, r, &mut compressor, &mut items);
-            let failed = block.is_err();
-            if tx.send((i, block)).is_err() || failed {
+            let mut done = self.lock_done();
+            match block {
+                Ok(b) => {
+                    done.ready.insert(i, b);
+                }
+                Err(e) => {
+                    done.failed
+                        .get_or_insert(crate::Error::io(self.path, "encode block", e));
+                }
+            }
+            if done.failed.is_some() {
+                drop(done);
+                self.stop();
+                return;
+            }
+            drop(done);
+            self.drain(seg);
+        }
+    }
+
+    /// Appends the blocks ready in file order, unless another worker is
+    /// appending: that one looks again once it lets go of the segment, so
+    /// no ready block is left behind.
+    fn drain(&self, seg: &Mutex<&mut ActiveSegment>) {
+        loop {
+            let Ok(mut seg) = seg.try_lock() else {
+                return;
+            };
+            while let Some(block) = self.take_next() {
+                if let Err(e) = seg.stage(&block) {
+                    self.lock_done().failed.get_or_insert(e);
+                    self.stop();
+                    return;
+                }
+            }
+            drop(seg);
+            let done = self.lock_done();
+            if !done.ready.contains_key(&done.next) {
                 return;
             }
         }
+    }
+
+    /// The next block in file order, if it is ready.
+    fn take_next(&self) -> Option<EncodedBlock> {
+        let mut done = self.lock_done();
+        let next = done.next;
+        let block = done.ready.remove(&next)?;
+        done.next += 1;
+        Some(block)
+    }
+
+    fn lock_done(&self) -> std::sync::MutexGuard<'_, Done> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn encode(

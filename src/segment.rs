@@ -462,7 +462,12 @@ pub struct ActiveSegment {
     /// The TABLES section its blocks refer to (see `tables`); `None`
     /// writes empty tables, for blocks that hold their own.
     pub tables: Option<Vec<u8>>,
+    /// Bytes of blocks staged but not written yet, which end at `len`.
+    staged: Vec<u8>,
 }
+
+/// Staged block bytes are written once they reach this size.
+const STAGE_BYTES: usize = 256 << 10;
 
 impl ActiveSegment {
     /// Creates the write-ahead log `dir/<id>.wal` with its header, durably
@@ -543,10 +548,11 @@ impl ActiveSegment {
             span_count: 0,
             dict: None,
             tables: None,
+            staged: Vec::new(),
         }
     }
 
-    /// Bytes in the file so far.
+    /// Bytes of the segment so far, staged ones included.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -558,6 +564,7 @@ impl ActiveSegment {
 
     /// Appends an encoded block (not yet fsynced).
     pub fn append(&mut self, block: &EncodedBlock) -> Result<()> {
+        self.write_staged()?;
         let mut buf = Vec::with_capacity(BLOCK_HEADER_LEN + block.body.len());
         buf.extend_from_slice(&block.header.encode());
         buf.extend_from_slice(&block.body);
@@ -565,6 +572,34 @@ impl ActiveSegment {
             .write_all_at(&buf, self.len)
             .map_err(|e| Error::io(self.path.as_path(), "append block", e))?;
         self.record(block.header, &block.summary, self.len);
+        Ok(())
+    }
+
+    /// Appends a block to a segment being written whole (not a log): the
+    /// bytes are gathered and written a few hundred kilobytes at a time,
+    /// one system call for many blocks. The file holds them all only after
+    /// [`write_staged`](Self::write_staged), which sealing calls.
+    pub fn stage(&mut self, block: &EncodedBlock) -> Result<()> {
+        let offset = self.len;
+        self.staged.extend_from_slice(&block.header.encode());
+        self.staged.extend_from_slice(&block.body);
+        self.record(block.header, &block.summary, offset);
+        if self.staged.len() >= STAGE_BYTES {
+            self.write_staged()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the blocks [`stage`](Self::stage) gathered.
+    pub fn write_staged(&mut self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let offset = self.len - self.staged.len() as u64;
+        self.file
+            .write_all_at(&self.staged, offset)
+            .map_err(|e| Error::io(self.path.as_path(), "append block", e))?;
+        self.staged.clear();
         Ok(())
     }
 
@@ -611,6 +646,7 @@ impl ActiveSegment {
     /// Writes the footer, fsyncs, renames to the sealed name and fsyncs the
     /// directory. Returns the sealed path.
     pub fn seal(mut self, dir: &Path) -> Result<PathBuf> {
+        self.write_staged()?;
         let footer = self.footer();
         let path = self.path.as_path();
         self.file
