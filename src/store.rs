@@ -172,6 +172,9 @@ struct Writer {
     /// need not all be in its log.
     frozen_count: u64,
     sealed_count: u64,
+    /// Set while the sealer deletes the log of the table it just sealed,
+    /// which it does after letting appends and flushes go on.
+    removing_log: bool,
     /// Batches of a sealed table, left to appends to free (see
     /// [`Inner::retire`]).
     retired: VecDeque<Vec<Span>>,
@@ -766,6 +769,7 @@ impl Writer {
             imm: None,
             frozen_count: 0,
             sealed_count: 0,
+            removing_log: false,
             retired: VecDeque::new(),
             stop: false,
             wal_compressor: None,
@@ -964,9 +968,10 @@ impl Inner {
         Ok(w)
     }
 
-    /// Waits until the sealer has no table left; an error if it failed.
+    /// Waits until the sealer has no table left and has deleted the log of
+    /// the last one it sealed; an error if it failed.
     fn wait_sealed<'a>(&'a self, mut w: MutexGuard<'a, Writer>) -> Result<MutexGuard<'a, Writer>> {
-        while w.imm.is_some() && w.poisoned.is_none() {
+        while (w.imm.is_some() || w.removing_log) && w.poisoned.is_none() {
             w = self.changed.wait(w).unwrap_or_else(|e| e.into_inner());
         }
         match (&w.imm, &w.poisoned) {
@@ -1018,10 +1023,13 @@ impl Inner {
                     }
                     w.imm = None;
                     w.sealed_count += 1;
+                    w.removing_log = sealed;
                     self.changed.notify_all();
                     drop(w);
                     if sealed {
                         self.delete_log(job);
+                        self.lock().removing_log = false;
+                        self.changed.notify_all();
                     }
                 }
                 // The table stays readable; writes are refused from now on.
