@@ -162,11 +162,6 @@ pub type KeySet = FastSet<u64>;
 /// attribute met again costs one set lookup instead of hashing its bytes.
 /// The items may repeat.
 pub struct ItemCollector<'d> {
-    /// (service state, key index, value kind, value) already noted.
-    seen: FastSet<Noted>,
-    /// The state after the key, and whether the key is demoted, per
-    /// (service state, key index).
-    keys: crate::hash::FastMap<(u64, u32), (u64, bool)>,
     context: &'d mut ItemContext,
     items: Vec<Item>,
     /// Items for the segment's filter only: those of shared resources.
@@ -194,6 +189,13 @@ pub struct ItemContext {
     recent: Vec<(u64, Noted)>,
     /// A direct-mapped cache of the collector's `keys`.
     recent_keys: Vec<(u64, (u64, u32), KeyState)>,
+    /// The block's (service state, key index, value kind, value) already
+    /// noted. Cleared for each block, keeping its capacity: a set grown
+    /// from empty for every block rehashes several times.
+    seen: FastSet<Noted>,
+    /// The block's state after the key, and whether the key is demoted,
+    /// per (service state, key index); cleared as `seen` is.
+    keys: crate::hash::FastMap<(u64, u32), KeyState>,
 }
 
 impl ItemContext {
@@ -229,9 +231,9 @@ impl<'d> ItemCollector<'d> {
             context.recent = vec![(0, Noted::default()); RECENT_NOTED];
             context.recent_keys = vec![(0, (0, 0), KeyState::default()); RECENT_KEYS];
         }
+        context.seen.clear();
+        context.keys.clear();
         ItemCollector {
-            seen: FastSet::default(),
-            keys: Default::default(),
             context,
             items: Vec::new(),
             file_items: Vec::new(),
@@ -332,7 +334,7 @@ impl<'d> ItemCollector<'d> {
             return state;
         }
         let demoted = &ctx.demoted;
-        let state = *self.keys.entry((svc, key_index)).or_insert_with(|| {
+        let state = *ctx.keys.entry((svc, key_index)).or_insert_with(|| {
             let k = fnv(svc, key.as_bytes());
             (k, demoted.contains(&mix64(k)))
         });
@@ -350,7 +352,7 @@ impl<'d> ItemCollector<'d> {
             return false;
         }
         ctx.recent[slot] = (ctx.block, n);
-        self.seen.insert(n)
+        ctx.seen.insert(n)
     }
 
     /// The items noted: those of the block's filter, then those of the

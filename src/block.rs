@@ -345,6 +345,7 @@ fn encode_raw(
         ));
     }
     let items = enc.items.take().map(ItemCollector::finish);
+    let ops = std::mem::take(&mut enc.ops);
     if raw.len() > MAX_RAW_LEN as usize {
         // Readers refuse such a block, so it must never be written.
         return Err(std::io::Error::other(format!(
@@ -363,7 +364,7 @@ fn encode_raw(
         .max()
         .unwrap_or(0);
     let summary = if let Some(items) = items {
-        summarize_with(&rows, items.0, items.1)
+        summarize_with(&rows, operations(ops.into_values()), items.0, items.1)
     } else {
         let max_end = rows.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0);
         BlockSummary {
@@ -376,27 +377,41 @@ fn encode_raw(
 
 /// What the indexes need from rows sorted by trace id.
 pub fn summarize_refs(rows: &[&Span]) -> BlockSummary {
-    summarize_with(rows, crate::attrs::items(rows), Vec::new())
+    let ops = rows
+        .iter()
+        .map(|s| (s.service_name().unwrap_or(""), s.name.as_str(), s.kind, 1));
+    summarize_with(rows, operations(ops), crate::attrs::items(rows), Vec::new())
 }
 
-/// As [`summarize_refs`], with the block's attribute items already known.
+/// Counts of (service, operation, kind), sorted, from counts that may
+/// name one operation several times.
+fn operations<'a>(
+    counts: impl Iterator<Item = (&'a str, &'a str, SpanKind, u64)>,
+) -> Vec<(String, String, SpanKind, u64)> {
+    let mut counts: Vec<_> = counts.collect();
+    counts.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let mut out: Vec<(String, String, SpanKind, u64)> = Vec::new();
+    for (svc, op, kind, n) in counts {
+        match out.last_mut() {
+            Some(last) if (last.0.as_str(), last.1.as_str(), last.2) == (svc, op, kind) => {
+                last.3 += n;
+            }
+            _ => out.push((svc.to_string(), op.to_string(), kind, n)),
+        }
+    }
+    out
+}
+
+/// As [`summarize_refs`], with the block's operations and attribute items
+/// already known.
 fn summarize_with(
     rows: &[&Span],
+    operations: Vec<(String, String, SpanKind, u64)>,
     attr_items: Vec<crate::attrs::Item>,
     file_items: Vec<crate::attrs::Item>,
 ) -> BlockSummary {
     let mut trace_ids: Vec<TraceId> = rows.iter().map(|s| s.trace_id).collect();
     trace_ids.dedup();
-    let mut ops: FastMap<(&str, &str, SpanKind), u64> = FastMap::default();
-    for s in rows {
-        *ops.entry((s.service_name().unwrap_or(""), &s.name, s.kind))
-            .or_default() += 1;
-    }
-    let mut operations: Vec<_> = ops
-        .into_iter()
-        .map(|((svc, op, kind), n)| (svc.to_string(), op.to_string(), kind, n))
-        .collect();
-    operations.sort();
     BlockSummary {
         trace_ids,
         operations,
@@ -406,6 +421,10 @@ fn summarize_with(
         file_items,
     }
 }
+
+/// A service string's address and length, an operation name's dictionary
+/// index and a span kind.
+type OpKey = (usize, usize, u64, u8);
 
 /// Bytes a row typically takes in each column (generated workloads).
 const TYPICAL_ROW_BYTES: [usize; COLUMN_COUNT] = [1, 8, 2, 64, 2, 12, 4, 4, 0, 0, 32, 2, 2];
@@ -423,6 +442,12 @@ struct Encoder<'a, 'd> {
     intern_max_len: usize,
     /// The block's attribute items, when its summary is wanted.
     items: Option<ItemCollector<'d>>,
+    /// Rows per (service, operation, kind), counted with `items`. Keyed by
+    /// the service string's address and the name's dictionary index,
+    /// which hash faster than the strings; an operation may so be counted
+    /// under several keys (a long name is not interned, equal services
+    /// may lie apart), which [`operations`] merges.
+    ops: FastMap<OpKey, (&'a str, &'a str, SpanKind, u64)>,
     /// The service of the span being encoded and its item hash state.
     service: (Short<'a>, u64),
     /// Item hash state of the service of each resource in `resources`.
@@ -481,10 +506,15 @@ const NO_INDEX: u32 = u32::MAX;
 impl<'a> Encoder<'a, '_> {
     fn encode(&mut self, rows: &[&'a Span]) -> Vec<u8> {
         self.encode_trace_runs(rows);
-        let mut first_row: FastMap<SpanId, u64> = FastMap::default();
+        let mut first_row: FastMap<SpanId, u64> =
+            FastMap::with_capacity_and_hasher(rows.len(), Default::default());
         let mut prev_start = 0u64;
+        let indexed = self.items.is_some();
+        if indexed {
+            self.ops.reserve(rows.len());
+        }
         for (i, s) in rows.iter().enumerate() {
-            if self.items.is_some() {
+            if indexed {
                 self.enter_service(s.service_name().unwrap_or(""));
             }
             first_row.entry(s.span_id).or_insert(i as u64);
@@ -492,6 +522,9 @@ impl<'a> Encoder<'a, '_> {
             self.encode_parent(s, &first_row);
             let name = self.string(&s.name);
             put_varint(&mut self.cols[COL_NAME], name);
+            if indexed {
+                self.count_op(name, s);
+            }
             self.encode_meta(s);
             let delta = s.start_time_unix_nano.wrapping_sub(prev_start) as i64;
             put_varint(&mut self.cols[COL_START], zigzag(delta));
@@ -677,6 +710,14 @@ impl<'a> Encoder<'a, '_> {
             self.dict.push(s);
         }
         u64::from(i)
+    }
+
+    /// Counts row `s`, whose name has dictionary index `name`, under the
+    /// service entered last.
+    fn count_op(&mut self, name: u64, s: &'a Span) {
+        let svc = self.service.0 .0;
+        let key = (svc.as_ptr() as usize, svc.len(), name, s.kind as u8);
+        self.ops.entry(key).or_insert((svc, &s.name, s.kind, 0)).3 += 1;
     }
 
     /// Makes `service` the service of the items noted next.
