@@ -422,9 +422,8 @@ fn summarize_with(
     }
 }
 
-/// A service string's address and length, an operation name's dictionary
-/// index and a span kind.
-type OpKey = (usize, usize, u64, u8);
+/// A resource's index, an operation name's dictionary index, a span kind.
+type OpKey = (u64, u64, u8);
 
 /// Bytes a row typically takes in each column (generated workloads).
 const TYPICAL_ROW_BYTES: [usize; COLUMN_COUNT] = [1, 8, 2, 64, 2, 12, 4, 4, 0, 0, 32, 2, 2];
@@ -443,15 +442,19 @@ struct Encoder<'a, 'd> {
     /// The block's attribute items, when its summary is wanted.
     items: Option<ItemCollector<'d>>,
     /// Rows per (service, operation, kind), counted with `items`. Keyed by
-    /// the service string's address and the name's dictionary index,
-    /// which hash faster than the strings; an operation may so be counted
-    /// under several keys (a long name is not interned, equal services
-    /// may lie apart), which [`operations`] merges.
+    /// the indexes of the resource (which names the service) and of the
+    /// name, which hash faster than the strings; an operation may so be
+    /// counted under several keys (a long name is not interned, several
+    /// resources name one service), which [`operations`] merges.
     ops: FastMap<OpKey, (&'a str, &'a str, SpanKind, u64)>,
     /// The service of the span being encoded and its item hash state.
     service: (Short<'a>, u64),
     /// Item hash state of the service of each resource in `resources`.
     resource_services: Vec<u64>,
+    /// With `shared`: the position in `resources` (`scopes`) of each
+    /// entry of the segment's tables the block uses, by number.
+    resource_slots: Vec<u32>,
+    scope_slots: Vec<u32>,
     /// Item hash states of the services using each scope in `scopes`.
     scope_services: Vec<Vec<u64>>,
     /// The key last met at each position of an attribute list, and its
@@ -522,10 +525,10 @@ impl<'a> Encoder<'a, '_> {
             self.encode_parent(s, &first_row);
             let name = self.string(&s.name);
             put_varint(&mut self.cols[COL_NAME], name);
+            let resource = self.encode_meta(s);
             if indexed {
-                self.count_op(name, s);
+                self.count_op(resource, name, s);
             }
-            self.encode_meta(s);
             let delta = s.start_time_unix_nano.wrapping_sub(prev_start) as i64;
             put_varint(&mut self.cols[COL_START], zigzag(delta));
             prev_start = s.start_time_unix_nano;
@@ -573,7 +576,9 @@ impl<'a> Encoder<'a, '_> {
         }
     }
 
-    fn encode_meta(&mut self, s: &'a Span) {
+    /// Writes the row's kind, flags, status, counts, resource and scope;
+    /// returns the resource's index.
+    fn encode_meta(&mut self, s: &'a Span) -> u64 {
         let trace_state = self.string(&s.trace_state);
         let message = self.string(&s.status.message);
         let resource = self.resource_index(&s.resource);
@@ -589,6 +594,7 @@ impl<'a> Encoder<'a, '_> {
         put_varint(col, u64::from(s.dropped_links_count));
         put_varint(col, resource);
         put_varint(col, scope);
+        resource
     }
 
     fn encode_events(&mut self, s: &'a Span) {
@@ -712,11 +718,11 @@ impl<'a> Encoder<'a, '_> {
         u64::from(i)
     }
 
-    /// Counts row `s`, whose name has dictionary index `name`, under the
-    /// service entered last.
-    fn count_op(&mut self, name: u64, s: &'a Span) {
+    /// Counts row `s`, whose resource has index `resource` and whose name
+    /// has dictionary index `name`, under the service entered last.
+    fn count_op(&mut self, resource: u64, name: u64, s: &'a Span) {
         let svc = self.service.0 .0;
-        let key = (svc.as_ptr() as usize, svc.len(), name, s.kind as u8);
+        let key = (resource, name, s.kind as u8);
         self.ops.entry(key).or_insert((svc, &s.name, s.kind, 0)).3 += 1;
     }
 
@@ -730,24 +736,40 @@ impl<'a> Encoder<'a, '_> {
     /// A resource's items belong to the service of the first span using it
     /// (equal resources name the same service).
     fn resource_index(&mut self, r: &'a Resource) -> u64 {
-        let i = table_index(&mut self.resources, r, crate::tables::same_resource);
-        if i as usize == self.resource_services.len() {
+        let Some(t) = self.shared else {
+            let i = table_index(&mut self.resources, r, crate::tables::same_resource);
+            if i as usize == self.resource_services.len() {
+                self.resource_services.push(self.service.1);
+            }
+            return i;
+        };
+        let Some(id) = t.resource_id(r) else {
+            self.unregistered = true;
+            return 0;
+        };
+        let i = local_index(&mut self.resource_slots, &mut self.resources, id, r);
+        if i == self.resource_services.len() {
             self.resource_services.push(self.service.1);
         }
-        match self.shared {
-            None => i,
-            Some(t) => self.registered(t.resource_id(r)),
-        }
-    }
-
-    fn registered(&mut self, id: Option<u32>) -> u64 {
-        self.unregistered |= id.is_none();
-        u64::from(id.unwrap_or(0))
+        u64::from(id)
     }
 
     /// A scope's items belong to every service whose spans use it.
     fn scope_index(&mut self, s: &'a Scope) -> u64 {
-        let j = table_index(&mut self.scopes, s, crate::tables::same_scope) as usize;
+        let (j, index) = match self.shared {
+            None => {
+                let j = table_index(&mut self.scopes, s, crate::tables::same_scope);
+                (j as usize, j)
+            }
+            Some(t) => {
+                let Some(id) = t.scope_id(s) else {
+                    self.unregistered = true;
+                    return 0;
+                };
+                let j = local_index(&mut self.scope_slots, &mut self.scopes, id, s);
+                (j, u64::from(id))
+            }
+        };
         if j == self.scope_services.len() {
             self.scope_services.push(Vec::new());
         }
@@ -755,10 +777,7 @@ impl<'a> Encoder<'a, '_> {
         if !services.contains(&self.service.1) {
             services.push(self.service.1);
         }
-        match self.shared {
-            None => j as u64,
-            Some(t) => self.registered(t.scope_id(s)),
-        }
+        index
     }
 
     /// Index of the key at position `pos` of an attribute list.
@@ -1007,6 +1026,21 @@ impl std::hash::Hash for Short<'_> {
 /// Spans of one resource usually share one allocation, so identity is
 /// checked first; values equal bit for bit (`same`) in separate
 /// allocations still share an entry.
+/// Index in a block's resource or scope list of the segment's table entry
+/// number `id` (whose value is `item`), adding it if new: the segment's
+/// tables already tell equal values apart, so no value is compared.
+fn local_index<'a, T>(slots: &mut Vec<u32>, list: &mut Vec<&'a T>, id: u32, item: &'a T) -> usize {
+    let at = id as usize;
+    if at >= slots.len() {
+        slots.resize(at + 1, NO_INDEX);
+    }
+    if slots[at] == NO_INDEX {
+        slots[at] = list.len() as u32;
+        list.push(item);
+    }
+    slots[at] as usize
+}
+
 fn table_index<'a, T>(table: &mut Vec<&'a T>, item: &'a T, same: fn(&T, &T) -> bool) -> u64 {
     let found = table
         .iter()
