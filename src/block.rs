@@ -422,6 +422,9 @@ fn summarize_with(
     }
 }
 
+/// Slots of [`Encoder::key`]'s cache.
+const KEY_CACHE_SLOTS: usize = 256;
+
 /// A resource's index, an operation name's dictionary index, a span kind.
 type OpKey = (u64, u64, u8);
 
@@ -434,6 +437,8 @@ struct Encoder<'a, 'd> {
     cols: [Vec<u8>; COLUMN_COUNT],
     /// Index of each short string already in the dictionary.
     strings: FastMap<Short<'a>, u32>,
+    /// Index of the empty string, once in the dictionary.
+    empty: Option<u32>,
     dict: Vec<&'a str>,
     resources: Vec<&'a Resource>,
     scopes: Vec<&'a Scope>,
@@ -457,10 +462,12 @@ struct Encoder<'a, 'd> {
     scope_slots: Vec<u32>,
     /// Item hash states of the services using each scope in `scopes`.
     scope_services: Vec<Vec<u64>>,
-    /// The key last met at each position of an attribute list, and its
-    /// index: spans of one kind list the same keys in the same order, so
-    /// most keys are found without hashing.
-    key_slots: Vec<(Short<'a>, u32)>,
+    /// A direct-mapped cache of the key last met after each key index
+    /// (`NO_INDEX` heading a list) and its own index, `NO_INDEX` in an
+    /// empty slot: spans of one kind list the same keys in the same
+    /// order, so most keys are found without hashing, even when the rows
+    /// of a trace alternate between kinds.
+    key_after: Vec<(u32, Short<'a>, u32)>,
     /// The short string value last met per key index, and its index.
     last_values: Vec<(Short<'a>, u32)>,
     /// The segment's tables, when the block refers to them instead of
@@ -706,6 +713,12 @@ impl<'a> Encoder<'a, '_> {
     /// stack traces) rarely repeat exactly, so hashing them would cost more
     /// than it saves: each gets its own entry, and zstd finds what repeats.
     fn string(&mut self, s: &'a str) -> u64 {
+        // Most spans have no trace state and no status message.
+        if s.is_empty() {
+            if let Some(i) = self.empty {
+                return u64::from(i);
+            }
+        }
         let next = self.dict.len() as u32;
         if s.len() > self.intern_max_len {
             self.dict.push(s);
@@ -714,6 +727,9 @@ impl<'a> Encoder<'a, '_> {
         let i = *self.strings.entry(Short(s)).or_insert(next);
         if i == next {
             self.dict.push(s);
+        }
+        if s.is_empty() {
+            self.empty = Some(i);
         }
         u64::from(i)
     }
@@ -780,20 +796,21 @@ impl<'a> Encoder<'a, '_> {
         index
     }
 
-    /// Index of the key at position `pos` of an attribute list.
-    fn key(&mut self, key: &'a str, pos: usize) -> u32 {
-        if let Some((k, i)) = self.key_slots.get(pos) {
-            if *i != NO_INDEX && *k == Short(key) {
-                return *i;
-            }
+    /// Index of `key`, which follows the key with index `prev` in its list
+    /// (`NO_INDEX` heading it).
+    fn key(&mut self, key: &'a str, prev: u32) -> u32 {
+        if self.key_after.is_empty() {
+            self.key_after = vec![(0, Short(""), NO_INDEX); KEY_CACHE_SLOTS];
+        }
+        let slot = prev as usize % KEY_CACHE_SLOTS;
+        let (p, k, i) = self.key_after[slot];
+        if i != NO_INDEX && p == prev && k == Short(key) {
+            return i;
         }
         let i = self.string(key) as u32;
         // A string too long to intern has an entry per use: never reused.
         if key.len() <= self.intern_max_len {
-            if pos >= self.key_slots.len() {
-                self.key_slots.resize(pos + 1, (Short(""), NO_INDEX));
-            }
-            self.key_slots[pos] = (Short(key), i);
+            self.key_after[slot] = (prev, Short(key), i);
         }
         i
     }
@@ -837,8 +854,10 @@ impl<'a> Encoder<'a, '_> {
 
     fn attrs(&mut self, out: &mut Vec<u8>, list: &'a [KeyValue], owner: Owner) {
         put_varint(out, list.len() as u64);
-        for (pos, kv) in list.iter().enumerate() {
-            let k = self.key(&kv.key, pos);
+        let mut prev = NO_INDEX;
+        for kv in list {
+            let k = self.key(&kv.key, prev);
+            prev = k;
             put_varint(out, u64::from(k));
             let v = self.value(out, &kv.value, k);
             self.note(owner, k, kv, v);
