@@ -1041,10 +1041,6 @@ impl std::hash::Hash for Short<'_> {
     }
 }
 
-/// Index of `item` in a block's resource or scope table, adding it if new.
-/// Spans of one resource usually share one allocation, so identity is
-/// checked first; values equal bit for bit (`same`) in separate
-/// allocations still share an entry.
 /// Index in a block's resource or scope list of the segment's table entry
 /// number `id` (whose value is `item`), adding it if new: the segment's
 /// tables already tell equal values apart, so no value is compared.
@@ -1060,6 +1056,10 @@ fn local_index<'a, T>(slots: &mut Vec<u32>, list: &mut Vec<&'a T>, id: u32, item
     slots[at] as usize
 }
 
+/// Index of `item` in a block's resource or scope table, adding it if new.
+/// Spans of one resource usually share one allocation, so identity is
+/// checked first; values equal bit for bit (`same`) in separate
+/// allocations still share an entry.
 fn table_index<'a, T>(table: &mut Vec<&'a T>, item: &'a T, same: fn(&T, &T) -> bool) -> u64 {
     let found = table
         .iter()
@@ -2216,6 +2216,10 @@ mod tests {
                 KeyValue::new("long", AnyValue::String("x".repeat(40 + i))),
                 KeyValue::new("n", AnyValue::Int((i % 4) as i64)),
             ]);
+            // A name too long to intern, shared by several rows.
+            if i % 3 == 0 {
+                s.name = "n".repeat(INTERN_MAX_LEN + 1);
+            }
         }
         let mut tables = TableBuilder::default();
         spans.iter().for_each(|s| tables.add(s));
@@ -2242,6 +2246,8 @@ mod tests {
                 encode_raw(rows.clone(), INTERN_MAX_LEN, Some(&mut none), shared).unwrap();
             assert_eq!(norm(summary.attr_items), want);
             assert_eq!(norm(summary.file_items), want_file);
+            // Operations counted while encoding are those of the rows.
+            assert_eq!(summary.operations, summarize_refs(&sorted).operations);
             // The next block of the same context gathers its items afresh:
             // nothing noted for the first one counts as seen.
             let (_, again, _, _) =
